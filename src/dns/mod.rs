@@ -1,0 +1,10 @@
+//! The DNS side: the request handler (policy decision, synthesized answers, forwarding) and the
+//! upstream client. [`IocHandler`] implements hickory-server's `RequestHandler`, so it can be
+//! served by [`crate::app`] or embedded in another hickory server.
+
+mod handler;
+pub mod response;
+pub mod upstream;
+
+pub use handler::{ClientAcl, IocHandler};
+pub use upstream::{Upstream, UpstreamAnswer, UpstreamError, UpstreamFailure};

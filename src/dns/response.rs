@@ -1,0 +1,105 @@
+//! Pure helpers for synthesized answers: sinkhole records and RFC 8914 Extended DNS Errors.
+
+use std::net::IpAddr;
+
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+/// RFC 8914 info-code 15: Blocked (the operator's policy blocked the name).
+pub const EDE_BLOCKED: u16 = 15;
+/// RFC 8914 info-code 18: Prohibited (the client is not allowed to query).
+pub const EDE_PROHIBITED: u16 = 18;
+/// RFC 8914 info-code 22: No Reachable Authority (upstream failed or timed out).
+pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
+/// RFC 8914 info-code 0: Other (used for "still loading" SERVFAIL).
+pub const EDE_OTHER: u16 = 0;
+
+/// EDNS option code of Extended DNS Errors.
+const EDE_OPTION: u16 = 15;
+
+/// Builds an Extended DNS Error option: 2-byte info-code then UTF-8 extra text (capped so the
+/// answer stays well inside a 512-byte UDP payload).
+pub fn ede(info_code: u16, text: &str) -> EdnsOption {
+    let mut text = text;
+    while text.len() > 200 {
+        let mut cut = 200;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text = &text[..cut];
+    }
+    let mut data = Vec::with_capacity(2 + text.len());
+    data.extend_from_slice(&info_code.to_be_bytes());
+    data.extend_from_slice(text.as_bytes());
+    EdnsOption::Unknown(EDE_OPTION, data)
+}
+
+/// The sinkhole answer for `qtype`: one A or AAAA record, or `None` for every other type (the
+/// caller answers NODATA: never an A record in answer to MX or TXT).
+pub fn sinkhole_record(
+    name: &Name,
+    qtype: RecordType,
+    v4: Option<std::net::Ipv4Addr>,
+    v6: Option<std::net::Ipv6Addr>,
+    ttl: u32,
+) -> Option<Record> {
+    match qtype {
+        RecordType::A => v4.map(|ip| Record::from_rdata(name.clone(), ttl, RData::A(A(ip)))),
+        RecordType::AAAA => {
+            v6.map(|ip| Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(ip))))
+        }
+        _ => None,
+    }
+}
+
+/// The address in an A/AAAA record.
+pub fn record_ip(r: &Record) -> Option<IpAddr> {
+    match &r.data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ede_layout() {
+        let EdnsOption::Unknown(code, data) = ede(EDE_BLOCKED, "feed x") else {
+            panic!("not an unknown option")
+        };
+        assert_eq!(code, 15);
+        assert_eq!(&data[..2], &[0, 15]);
+        assert_eq!(&data[2..], b"feed x");
+    }
+
+    #[test]
+    fn ede_text_capped_on_char_boundary() {
+        let long = "é".repeat(300);
+        let EdnsOption::Unknown(_, data) = ede(EDE_BLOCKED, &long) else {
+            panic!()
+        };
+        assert!(data.len() <= 202);
+        assert!(std::str::from_utf8(&data[2..]).is_ok());
+    }
+
+    #[test]
+    fn sinkhole_only_for_a_and_aaaa() {
+        let n = Name::from_ascii("evil.example.").unwrap();
+        let v4 = Some(std::net::Ipv4Addr::UNSPECIFIED);
+        let v6 = Some(std::net::Ipv6Addr::UNSPECIFIED);
+        assert!(sinkhole_record(&n, RecordType::A, v4, v6, 60).is_some());
+        assert!(sinkhole_record(&n, RecordType::AAAA, v4, v6, 60).is_some());
+        for t in [
+            RecordType::MX,
+            RecordType::TXT,
+            RecordType::HTTPS,
+            RecordType::ANY,
+        ] {
+            assert!(sinkhole_record(&n, t, v4, v6, 60).is_none());
+        }
+    }
+}

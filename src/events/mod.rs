@@ -1,0 +1,413 @@
+//! Security events: one NDJSON line per answered query, shaped like Microsoft Sentinel's
+//! `DnsEvents` table, plus iocdns provenance columns.
+//!
+//! The DNS path hands a compact [`QueryRecord`] to [`EventSink::emit`], which never waits: it is a
+//! `try_send` on a bounded queue, and a full queue counts a drop. A dedicated writer thread
+//! ([`EventWriter`]) turns records into JSON, so formatting and disk latency never touch DNS.
+//!
+//! # Wire format
+//! UTF-8, one JSON object per line (NDJSON), appended. Every line has every column below, in this
+//! order. Types follow the `DnsEvents` schema: `EventId`, `ResultCode` and `Severity` are JSON
+//! integers (`Severity` is `null` when the query matched no IOC), everything else is a string
+//! (`""` when empty), including `Confidence`.
+//!
+//! | column | value |
+//! |---|---|
+//! | `TimeGenerated` | when the answer was sent, RFC 3339 UTC with milliseconds and `Z` |
+//! | `Computer` | `server.computer` (default: host name) |
+//! | `SourceSystem` | `events.source_system` (default `Linux`) |
+//! | `EventId` | `257` when `ResultCode` is 0, else `258` (Windows DNS RESPONSE_SUCCESS/FAILURE) |
+//! | `SubType` | `LookupQuery` |
+//! | `ClientIP` | client address |
+//! | `Name` | query name as asked, lower-cased, no trailing dot |
+//! | `QueryType` | type mnemonic (`A`, `AAAA`, ...), or the decimal number for unnamed types |
+//! | `ResultCode` | RCODE sent (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED...); `-1` when no answer was sent (`drop`) |
+//! | `Result` | `Success` for RCODE 0, else `Failure` |
+//! | `IPAddresses` | A/AAAA addresses in the answer, comma-separated, `""` if none |
+//! | `Message` | human summary of an IOC hit, `""` otherwise |
+//! | `MaliciousIP` | on an IOC hit: the first answer address (the sinkhole address, or the upstream's in log mode) |
+//! | `IndicatorThreatType` | IOC threat type (`payload_delivery`, `botnet_cc`, ...) |
+//! | `Confidence` | IOC confidence 0–100, as a string |
+//! | `Severity` | 3 when confidence ≥ 90, 2 when ≥ 75, else 1; `null` without a hit |
+//! | `Description` | feed, malware, IOC type and the value as published |
+//! | `ReportReferenceLink` | the IOC's reference URL, or its ThreatFox page |
+//! | `IocFeed` | every feed that listed the name, comma-separated, the winning feed first |
+//! | `IocValue` | the list entry that matched (`*.` prefixed for wildcard-only entries) |
+//! | `IocId` | the feed's id of the winning entry |
+//! | `IocMalware` | malware family of the winning entry |
+//! | `PolicyAction` | `sinkhole`, `nxdomain`, `nodata`, `refused`, `drop`, `log` (IOC hits); `allow` (allowlisted); `forward` (no match); `denied` (client outside `server.allow`) |
+
+mod writer;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::config::{Action, EventQueries};
+use crate::policy::{Match, PolicySnapshot};
+
+pub use writer::{EventWriter, EventWriterError};
+
+/// The `PolicyAction` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyAction {
+    /// An IOC matched and this action was applied.
+    Ioc(Action),
+    /// The allowlist covered the name.
+    Allow,
+    /// No IOC matched; forwarded.
+    Forward,
+    /// The client is outside `server.allow`; REFUSED.
+    Denied,
+}
+
+impl PolicyAction {
+    /// The column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyAction::Ioc(a) => a.as_str(),
+            PolicyAction::Allow => "allow",
+            PolicyAction::Forward => "forward",
+            PolicyAction::Denied => "denied",
+        }
+    }
+}
+
+/// A query name copied inline (no allocation on the DNS path).
+#[derive(Clone, Copy)]
+pub struct NameBuf {
+    len: u8,
+    bytes: [u8; 255],
+}
+
+impl NameBuf {
+    /// Copies a dotted name, lower-cased, without its trailing dot (truncated at 255 bytes).
+    pub fn new(name: &[u8]) -> Self {
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        let len = name.len().min(255);
+        let mut bytes = [0u8; 255];
+        for (d, s) in bytes.iter_mut().zip(&name[..len]) {
+            *d = s.to_ascii_lowercase();
+        }
+        Self {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for NameBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// Up to [`AnswerAddrs::CAP`] answer addresses, inline.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AnswerAddrs {
+    len: u8,
+    addrs: [Option<IpAddr>; AnswerAddrs::CAP],
+}
+
+impl AnswerAddrs {
+    /// Addresses kept per event; more are rare and dropped from the record.
+    pub const CAP: usize = 8;
+
+    /// Adds one (ignored past the capacity).
+    pub fn push(&mut self, ip: IpAddr) {
+        if (self.len as usize) < Self::CAP {
+            self.addrs[self.len as usize] = Some(ip);
+            self.len += 1;
+        }
+    }
+
+    /// The addresses.
+    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.addrs[..self.len as usize].iter().flatten().copied()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What the DNS path knows about one answered query. Formatting happens on the writer thread.
+#[derive(Clone, Debug)]
+pub struct QueryRecord {
+    /// When the answer was sent.
+    pub time: SystemTime,
+    /// Client address.
+    pub client: IpAddr,
+    /// Query name.
+    pub name: NameBuf,
+    /// Query type code.
+    pub qtype: u16,
+    /// RCODE sent, or `None` when no answer was sent.
+    pub rcode: Option<u16>,
+    /// A/AAAA answers.
+    pub answers: AnswerAddrs,
+    /// What the policy did.
+    pub action: PolicyAction,
+    /// The IOC hit, with the snapshot it came from (kept alive until written).
+    pub hit: Option<(Arc<PolicySnapshot>, Match)>,
+}
+
+/// Counters shared by the sink and the writer.
+#[derive(Debug, Default)]
+pub struct EventStats {
+    /// Lines written.
+    pub written: AtomicU64,
+    /// Records dropped because the queue was full.
+    pub dropped_queue: AtomicU64,
+    /// Records lost to write errors.
+    pub dropped_io: AtomicU64,
+}
+
+/// The DNS path's handle on the event stream. Clone is cheap.
+#[derive(Clone, Debug)]
+pub struct EventSink {
+    tx: Option<SyncSender<QueryRecord>>,
+    queries: EventQueries,
+    stats: Arc<EventStats>,
+}
+
+impl EventSink {
+    /// A sink that discards everything (events disabled).
+    pub fn disabled() -> Self {
+        Self {
+            tx: None,
+            queries: EventQueries::None,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Whether a record with this action would be written; lets the DNS path skip building it.
+    pub fn wants(&self, action: PolicyAction) -> bool {
+        match self.queries {
+            _ if self.tx.is_none() => false,
+            EventQueries::All => true,
+            EventQueries::Matches => matches!(action, PolicyAction::Ioc(_)),
+            EventQueries::None => false,
+        }
+    }
+
+    /// Queues a record. Never blocks: when the queue is full the record is counted as dropped.
+    pub fn emit(&self, record: QueryRecord) {
+        if !self.wants(record.action) {
+            return;
+        }
+        if let Some(tx) = &self.tx {
+            match tx.try_send(record) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.stats.dropped_queue.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Shared counters.
+    pub fn stats(&self) -> &Arc<EventStats> {
+        &self.stats
+    }
+}
+
+/// One `DnsEvents`-shaped line. Field order is the wire order.
+#[derive(Debug, Serialize)]
+pub struct DnsEvent<'a> {
+    #[serde(rename = "TimeGenerated")]
+    time_generated: String,
+    #[serde(rename = "Computer")]
+    computer: &'a str,
+    #[serde(rename = "SourceSystem")]
+    source_system: &'a str,
+    #[serde(rename = "EventId")]
+    event_id: i32,
+    #[serde(rename = "SubType")]
+    sub_type: &'static str,
+    #[serde(rename = "ClientIP")]
+    client_ip: String,
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "QueryType")]
+    query_type: String,
+    #[serde(rename = "ResultCode")]
+    result_code: i32,
+    #[serde(rename = "Result")]
+    result: &'static str,
+    #[serde(rename = "IPAddresses")]
+    ip_addresses: String,
+    #[serde(rename = "Message")]
+    message: String,
+    #[serde(rename = "MaliciousIP")]
+    malicious_ip: String,
+    #[serde(rename = "IndicatorThreatType")]
+    indicator_threat_type: String,
+    #[serde(rename = "Confidence")]
+    confidence: String,
+    #[serde(rename = "Severity")]
+    severity: Option<i32>,
+    #[serde(rename = "Description")]
+    description: String,
+    #[serde(rename = "ReportReferenceLink")]
+    report_reference_link: String,
+    #[serde(rename = "IocFeed")]
+    ioc_feed: String,
+    #[serde(rename = "IocValue")]
+    ioc_value: String,
+    #[serde(rename = "IocId")]
+    ioc_id: String,
+    #[serde(rename = "IocMalware")]
+    ioc_malware: String,
+    #[serde(rename = "PolicyAction")]
+    policy_action: &'static str,
+}
+
+/// Severity from confidence: ≥ 90 → 3, ≥ 75 → 2, else 1.
+pub fn severity_of(confidence: u8) -> i32 {
+    match confidence {
+        90.. => 3,
+        75.. => 2,
+        _ => 1,
+    }
+}
+
+/// RFC 3339 UTC with milliseconds and `Z`.
+pub fn format_time(t: SystemTime) -> String {
+    let dt = time::OffsetDateTime::from(t);
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    dt.format(&fmt).unwrap_or_default()
+}
+
+/// Mnemonic of a query type code, else its decimal number.
+pub fn qtype_name(code: u16) -> String {
+    let rt = hickory_proto::rr::RecordType::from(code);
+    match rt {
+        hickory_proto::rr::RecordType::Unknown(n) => n.to_string(),
+        other => other.to_string(),
+    }
+}
+
+impl<'a> DnsEvent<'a> {
+    /// Builds the line for a record.
+    pub fn from_record(rec: &QueryRecord, computer: &'a str, source_system: &'a str) -> Self {
+        let rcode = rec.rcode.map_or(-1, i32::from);
+        let ips: Vec<String> = rec.answers.iter().map(|ip| ip.to_string()).collect();
+        let name = String::from_utf8_lossy(rec.name.as_bytes()).into_owned();
+        let qtype = qtype_name(rec.qtype);
+        let mut ev = DnsEvent {
+            time_generated: format_time(rec.time),
+            computer,
+            source_system,
+            event_id: if rcode == 0 { 257 } else { 258 },
+            sub_type: "LookupQuery",
+            client_ip: rec.client.to_string(),
+            name,
+            query_type: qtype,
+            result_code: rcode,
+            result: if rcode == 0 { "Success" } else { "Failure" },
+            ip_addresses: ips.join(","),
+            message: String::new(),
+            malicious_ip: String::new(),
+            indicator_threat_type: String::new(),
+            confidence: String::new(),
+            severity: None,
+            description: String::new(),
+            report_reference_link: String::new(),
+            ioc_feed: String::new(),
+            ioc_value: String::new(),
+            ioc_id: String::new(),
+            ioc_malware: String::new(),
+            policy_action: rec.action.as_str(),
+        };
+        if let Some((policy, m)) = &rec.hit {
+            ev.fill_hit(policy, m, rec);
+        }
+        ev
+    }
+
+    fn fill_hit(&mut self, policy: &PolicySnapshot, m: &Match, rec: &QueryRecord) {
+        let rule = policy.rule(m.rule);
+        let feed = &policy.feeds[rule.feed as usize];
+        let extra = policy.extra(rule);
+        let meta = extra.map(|e| &e.meta);
+        let suffix = crate::policy::suffix_of(rec.name.as_bytes(), m.suffix_labels);
+        let mut value = String::from_utf8_lossy(suffix).into_owned();
+        if rule.coverage == crate::policy::Coverage::BelowOnly {
+            value.insert_str(0, "*.");
+        }
+        let mut feeds: Vec<&str> = vec![&feed.name];
+        for f in policy.feed_names(m.feeds) {
+            if f != &*feed.name {
+                feeds.push(f);
+            }
+        }
+        self.ioc_feed = feeds.join(",");
+        self.malicious_ip = rec
+            .answers
+            .iter()
+            .next()
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        self.confidence = rule.confidence.to_string();
+        self.severity = Some(severity_of(rule.confidence));
+        let kind = match rule.kind {
+            crate::ioc::IocKind::Domain => "domain",
+            crate::ioc::IocKind::UrlHost => "url",
+            crate::ioc::IocKind::Ip => "ip",
+        };
+        if let Some(meta) = meta {
+            self.indicator_threat_type = meta.threat_type.clone().unwrap_or_default();
+            self.ioc_id = meta.id.clone().unwrap_or_default();
+            self.ioc_malware = meta.malware.clone().unwrap_or_default();
+            self.report_reference_link = match (&meta.reference, &meta.id, feed.threatfox) {
+                (Some(r), _, _) if !r.is_empty() => r.clone(),
+                (_, Some(id), true) => format!("https://threatfox.abuse.ch/ioc/{id}/"),
+                _ => String::new(),
+            };
+        }
+        let raw = meta.and_then(|m| m.raw_value.as_deref()).unwrap_or(&value);
+        let mut desc = format!("{}: {kind} IOC {raw}", feed.name);
+        if !self.ioc_malware.is_empty() {
+            desc.push_str(&format!(" ({})", self.ioc_malware));
+        }
+        if !self.ioc_id.is_empty() {
+            desc.push_str(&format!(" ioc_id={}", self.ioc_id));
+        }
+        if !self.indicator_threat_type.is_empty() {
+            desc.push_str(&format!(" threat_type={}", self.indicator_threat_type));
+        }
+        self.description = desc;
+        self.ioc_value = value;
+        let action = rec.action.as_str().to_ascii_uppercase();
+        let answer = if self.ip_addresses.is_empty() {
+            String::new()
+        } else {
+            format!(" -> {}", self.ip_addresses)
+        };
+        self.message = format!(
+            "{action} {} {}{answer} ({} line {}{})",
+            self.name,
+            self.query_type,
+            feed.name,
+            rule.line,
+            if self.ioc_id.is_empty() {
+                String::new()
+            } else {
+                format!(", ioc {}", self.ioc_id)
+            }
+        );
+    }
+}

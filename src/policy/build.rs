@@ -1,0 +1,404 @@
+//! Building a [`PolicySnapshot`] from the configured feeds and allowlist.
+//!
+//! Runs off the query path (startup, `check`, `lint`, reload on a blocking thread). It reads
+//! files, so it must never be called from a DNS task directly.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use super::matcher::DomainMatcherBuilder;
+use super::{
+    AnswerSettings, Coverage, FeedInfo, PolicySnapshot, Rule, RuleEffect, RuleExtra, count_labels,
+};
+use crate::config::{Action, FeedConfig, PolicyConfig, UrlHosts};
+use crate::ioc::{self, EntryAction, FeedFormat, IocKind, LineError, Scope};
+
+/// A feed that could not be used at all.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {message}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+}
+
+/// What loading one feed (or allowlist file) produced.
+#[derive(Debug, Clone, Default)]
+pub struct FeedReport {
+    /// Feed name (`allow` for allowlist files).
+    pub name: String,
+    /// File read.
+    pub path: PathBuf,
+    /// Format used (after auto-detection).
+    pub format: Option<FeedFormat>,
+    /// Entries loaded into the policy (all kinds, including exceptions and log-only).
+    pub loaded: u64,
+    /// Of `loaded`: domain IOCs.
+    pub domains: u64,
+    /// Of `loaded`: URL IOC hosts.
+    pub url_hosts: u64,
+    /// Of `loaded`: enforced with the feed's action (not log-only, not exceptions).
+    pub enforced: u64,
+    /// Of `loaded`: log-only (confidence between the bands, URL hosts in `log` mode, `log` action).
+    pub log_only: u64,
+    /// Of `loaded`: exceptions (passthru, `@@`).
+    pub exceptions: u64,
+    /// IP IOCs seen (kept for answer inspection, not matched on query names).
+    pub ips: u64,
+    /// Entries dropped because they are older than `max_age_days` or past `valid_until`.
+    pub expired: u64,
+    /// Entries dropped because their confidence is below `min_confidence`.
+    pub below_min: u64,
+    /// URL hosts dropped by `url_hosts = "ignore"`.
+    pub url_hosts_ignored: u64,
+    /// Lines skipped by design (comments, blank lines, unsupported IOC types).
+    pub ignored: u64,
+    /// Rejected lines (all of them counted).
+    pub rejected: u64,
+    /// The rejected lines with reasons (capped).
+    pub rejects: Vec<LineError>,
+    /// Newest first/last-seen date among loaded entries.
+    pub newest: Option<OffsetDateTime>,
+    /// Set when the feed could not be used at all.
+    pub error: Option<PolicyError>,
+}
+
+/// What a whole build produced.
+#[derive(Debug, Clone, Default)]
+pub struct BuildReport {
+    /// One report per configured feed, in config order.
+    pub feeds: Vec<FeedReport>,
+    /// One report per allowlist file.
+    pub allow_files: Vec<FeedReport>,
+    /// Policy warnings for `lint` (risky allow entries, feeds that list allowlisted names).
+    pub warnings: Vec<String>,
+}
+
+impl BuildReport {
+    /// True when some feed or allow file could not be read.
+    pub fn has_errors(&self) -> bool {
+        self.feeds
+            .iter()
+            .chain(&self.allow_files)
+            .any(|f| f.error.is_some())
+    }
+}
+
+/// Builds a snapshot from `cfg`, reading every feed and allow file. `now` is the reference time
+/// for expiry. Feeds that cannot be read are reported and left out.
+pub fn build(cfg: &PolicyConfig, now: OffsetDateTime) -> (PolicySnapshot, BuildReport) {
+    let mut report = BuildReport::default();
+    let mut names = DomainMatcherBuilder::new();
+    let mut labels: Vec<u8> = Vec::new();
+    let mut pairs: Vec<(u32, Rule)> = Vec::new();
+    let mut extras: Vec<RuleExtra> = Vec::new();
+    let mut feeds = Vec::new();
+
+    for (index, feed) in cfg.feeds.iter().enumerate() {
+        feeds.push(FeedInfo {
+            name: Arc::from(feed.name.as_str()),
+            path: feed.path.clone(),
+            threatfox: false,
+        });
+        let mut fr = FeedReport {
+            name: feed.name.clone(),
+            path: feed.path.clone(),
+            ..FeedReport::default()
+        };
+        match read(&feed.path) {
+            Err(e) => fr.error = Some(e),
+            Ok(bytes) => {
+                let mut sink = FeedSink {
+                    feed,
+                    index: index as u16,
+                    now,
+                    names: &mut names,
+                    labels: &mut labels,
+                    pairs: &mut pairs,
+                    extras: &mut extras,
+                    report: &mut fr,
+                };
+                let parse = ioc::parse_feed(&bytes, feed.format, &mut |ind| sink.add(ind));
+                fr.format = parse.format;
+                fr.ignored = parse.ignored;
+                fr.rejected = parse.rejected;
+                fr.rejects = parse.rejects;
+                feeds[index].threatfox = matches!(
+                    fr.format,
+                    Some(FeedFormat::ThreatfoxCsv | FeedFormat::ThreatfoxJson)
+                );
+            }
+        }
+        report.feeds.push(fr);
+    }
+
+    // Group rules by name id (stable: config order, then file order, within a name).
+    pairs.sort_by_key(|(id, _)| *id);
+    let n = names.len();
+    let mut rule_index = Vec::with_capacity(n + 1);
+    let mut rules = Vec::with_capacity(pairs.len());
+    let mut next = 0usize;
+    for id in 0..n as u32 {
+        rule_index.push(rules.len() as u32);
+        while next < pairs.len() && pairs[next].0 == id {
+            rules.push(pairs[next].1);
+            next += 1;
+        }
+    }
+    rule_index.push(rules.len() as u32);
+    drop(pairs);
+
+    // [allow]: config domains and files, subtree semantics.
+    let mut allow = DomainMatcherBuilder::new();
+    let mut allow_names: Vec<String> = Vec::new();
+    for d in &cfg.allow_domains {
+        allow.insert(d);
+        allow_names.push(d.clone());
+    }
+    for path in &cfg.allow_files {
+        let mut fr = FeedReport {
+            name: "allow".into(),
+            path: path.clone(),
+            ..FeedReport::default()
+        };
+        match read(path) {
+            Err(e) => fr.error = Some(e),
+            Ok(bytes) => {
+                let parse = ioc::parse_feed(&bytes, FeedFormat::Auto, &mut |ind| {
+                    if matches!(ind.kind, IocKind::Domain | IocKind::UrlHost) {
+                        allow.insert(&ind.name);
+                        allow_names.push(ind.name);
+                        fr.loaded += 1;
+                    }
+                });
+                fr.format = parse.format;
+                fr.ignored = parse.ignored;
+                fr.rejected = parse.rejected;
+                fr.rejects = parse.rejects;
+            }
+        }
+        report.allow_files.push(fr);
+    }
+
+    let snapshot = PolicySnapshot {
+        generation: 0,
+        built_at: Some(now),
+        settings: AnswerSettings::from(cfg),
+        feeds,
+        matcher: names.build(),
+        rule_index,
+        labels,
+        rules,
+        extras,
+        allow: allow.build(),
+    };
+
+    // Lint warnings about the allowlist.
+    for name in &allow_names {
+        if count_labels(name.as_bytes()) <= 1 {
+            report.warnings.push(format!(
+                "allow entry {name:?} is a top-level domain: it allowlists every name below it"
+            ));
+        } else if is_public_suffix(name) {
+            report.warnings.push(format!(
+                "allow entry {name:?} is a public suffix: it allowlists every domain registered under it"
+            ));
+        }
+        let hits = snapshot.all_matches(name.as_bytes());
+        let mut feeds_hit: Vec<&str> = hits
+            .iter()
+            .map(|(r, _)| &*snapshot.feeds[snapshot.rule(*r).feed as usize].name)
+            .collect();
+        feeds_hit.dedup();
+        if !feeds_hit.is_empty() {
+            report.warnings.push(format!(
+                "feed(s) {} list allowlisted name {name:?}; the allowlist wins",
+                feeds_hit.join(", ")
+            ));
+        }
+    }
+    (snapshot, report)
+}
+
+/// Heuristic public-suffix check for lint warnings: common multi-label registry suffixes.
+fn is_public_suffix(name: &str) -> bool {
+    const SUFFIXES: &[&str] = &[
+        "co.uk",
+        "org.uk",
+        "ac.uk",
+        "gov.uk",
+        "com.au",
+        "net.au",
+        "org.au",
+        "co.jp",
+        "ne.jp",
+        "or.jp",
+        "com.br",
+        "com.cn",
+        "net.cn",
+        "com.mx",
+        "co.nz",
+        "co.za",
+        "co.in",
+        "co.kr",
+        "com.tr",
+        "com.ru",
+        "github.io",
+        "blogspot.com",
+        "herokuapp.com",
+        "appspot.com",
+        "cloudfront.net",
+        "azurewebsites.net",
+        "workers.dev",
+        "pages.dev",
+        "netlify.app",
+        "vercel.app",
+        "firebaseapp.com",
+        "web.app",
+        "duckdns.org",
+        "no-ip.org",
+        "ngrok.io",
+        "ngrok-free.app",
+        "trycloudflare.com",
+        "s3.amazonaws.com",
+    ];
+    SUFFIXES.contains(&name)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PolicyError> {
+    std::fs::read(path).map_err(|e| PolicyError::Unreadable {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Turns the indicators of one feed into rules, applying the feed's policy.
+struct FeedSink<'a> {
+    feed: &'a FeedConfig,
+    index: u16,
+    now: OffsetDateTime,
+    names: &'a mut DomainMatcherBuilder,
+    labels: &'a mut Vec<u8>,
+    pairs: &'a mut Vec<(u32, Rule)>,
+    extras: &'a mut Vec<RuleExtra>,
+    report: &'a mut FeedReport,
+}
+
+impl FeedSink<'_> {
+    fn add(&mut self, ind: ioc::Indicator) {
+        let feed = self.feed;
+        let r = &mut *self.report;
+        if ind.kind == IocKind::Ip {
+            r.ips += 1;
+            return;
+        }
+        let meta = &ind.meta;
+        if let Some(until) = meta.valid_until
+            && until < self.now
+        {
+            r.expired += 1;
+            return;
+        }
+        let seen = meta.last_seen.or(meta.first_seen);
+        if feed.max_age_days > 0
+            && let Some(seen) = seen
+            && seen < self.now - Duration::days(i64::from(feed.max_age_days))
+        {
+            r.expired += 1;
+            return;
+        }
+        let confidence = meta.confidence.unwrap_or(feed.confidence).min(100);
+        if confidence < feed.min_confidence {
+            r.below_min += 1;
+            return;
+        }
+        if ind.kind == IocKind::UrlHost && feed.url_hosts == UrlHosts::Ignore {
+            r.url_hosts_ignored += 1;
+            return;
+        }
+
+        let mut local: Option<(Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>)> = None;
+        let effect = match ind.action {
+            Some(EntryAction::Allow) => RuleEffect::Except,
+            entry => {
+                let mut action = match entry {
+                    Some(EntryAction::Nxdomain) => Action::Nxdomain,
+                    Some(EntryAction::Nodata) => Action::Nodata,
+                    Some(EntryAction::Drop) => Action::Drop,
+                    Some(EntryAction::Sinkhole { v4, v6 }) => {
+                        local = Some((v4, v6));
+                        Action::Sinkhole
+                    }
+                    Some(EntryAction::Allow) | None => feed.action,
+                };
+                // A feed configured as log-only stays log-only whatever its entries say.
+                if feed.action == Action::Log
+                    || (ind.kind == IocKind::UrlHost && feed.url_hosts == UrlHosts::Log)
+                    || confidence < feed.block_confidence
+                {
+                    action = Action::Log;
+                }
+                RuleEffect::Act(action)
+            }
+        };
+        let coverage = match (ind.scope, ind.kind) {
+            (Some(Scope::Exact), _) => Coverage::Exact,
+            (Some(Scope::Subtree), _) => Coverage::Subtree,
+            (Some(Scope::BelowOnly), _) => Coverage::BelowOnly,
+            (None, IocKind::UrlHost) => Coverage::Exact,
+            (None, _) if feed.subdomains => Coverage::Subtree,
+            (None, _) => Coverage::Exact,
+        };
+
+        let extra = if ind.meta.is_empty() && local.is_none() {
+            u32::MAX
+        } else {
+            let (local_v4, local_v6) = local.unwrap_or_default();
+            self.extras.push(RuleExtra {
+                meta: ind.meta.clone(),
+                local_v4,
+                local_v6,
+                local_data: local.is_some(),
+            });
+            (self.extras.len() - 1) as u32
+        };
+        let id = self.names.insert(&ind.name);
+        if id as usize == self.labels.len() {
+            self.labels.push(count_labels(ind.name.as_bytes()));
+        }
+        self.pairs.push((
+            id,
+            Rule {
+                feed: self.index,
+                coverage,
+                effect,
+                kind: ind.kind,
+                confidence,
+                line: ind.line,
+                extra,
+            },
+        ));
+
+        r.loaded += 1;
+        match ind.kind {
+            IocKind::UrlHost => r.url_hosts += 1,
+            _ => r.domains += 1,
+        }
+        match effect {
+            RuleEffect::Except => r.exceptions += 1,
+            RuleEffect::Act(Action::Log) => r.log_only += 1,
+            RuleEffect::Act(_) => r.enforced += 1,
+        }
+        if let Some(seen) = seen
+            && r.newest.is_none_or(|n| seen > n)
+        {
+            r.newest = Some(seen);
+        }
+    }
+}
