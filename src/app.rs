@@ -1,23 +1,31 @@
 //! Wiring: builds every part from a [`Config`], binds the listeners and runs until shutdown.
 //!
-//! [`start`] returns a [`RunningServer`] with the addresses actually bound (so port 0 works in
-//! tests); [`serve`] is start + wait for a shutdown future + orderly stop: stop accepting, then
-//! close the event writer, which drains the queue and flushes, so no accepted event is lost.
+//! Start-up order: bind the listeners first (port 0 resolves, a bad address fails fast), start
+//! answering with a placeholder policy (`server.until_ready` decides: SERVFAIL or forward
+//! unfiltered), load the feeds, publish, then start the reload machinery (file watcher, SIGHUP,
+//! remote-feed refresher) and the metrics endpoint.
+//!
+//! Stop order ([`RunningServer::stop`]): stop receiving, let queries in flight finish (bounded by
+//! `server.shutdown_grace_ms`), stop background tasks, then drain and flush the event writer, so
+//! every answered query is in the event file.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use hickory_server::Server;
 use time::OffsetDateTime;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::dns::server::Listeners;
 use crate::dns::{ClientAcl, IocHandler, Upstream, UpstreamError};
 use crate::events::{EventSink, EventWriter, EventWriterError};
-use crate::metrics::Metrics;
-use crate::policy::{self, BuildReport, SharedPolicy};
+use crate::metrics::{FeedMetrics, Metrics, MetricsError};
+use crate::policy::{self, BuildReport, PolicySnapshot, SharedPolicy};
+use crate::reload::{self, ReloadHandle, ReloadRequest, Reloader};
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +47,9 @@ pub enum AppError {
     /// The event writer could not start.
     #[error(transparent)]
     Events(#[from] EventWriterError),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     /// The policy build task failed.
     #[error("policy build failed: {0}")]
     Build(String),
@@ -50,12 +61,19 @@ pub struct RunningServer {
     pub udp_addrs: Vec<SocketAddr>,
     /// Bound TCP addresses, in `server.listen` order.
     pub tcp_addrs: Vec<SocketAddr>,
-    /// The live policy (tests and reload use it).
+    /// Bound metrics address, if enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The live policy.
     pub policy: SharedPolicy,
-    /// The event sink counters.
+    /// The event sink (counters).
     pub events: EventSink,
-    server: Server<IocHandler>,
+    /// Asks for a reload (what SIGHUP does).
+    pub reload: ReloadHandle,
+    listeners: Listeners,
+    background: TaskTracker,
+    shutdown: CancellationToken,
     writer: Option<EventWriter>,
+    grace: std::time::Duration,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -68,13 +86,17 @@ impl std::fmt::Debug for RunningServer {
 }
 
 /// Builds the policy on a blocking thread and logs one line per feed.
-pub async fn load_policy(cfg: &Config) -> Result<(policy::PolicySnapshot, BuildReport), AppError> {
+pub async fn load_policy(
+    cfg: &Config,
+    previous: Option<Arc<PolicySnapshot>>,
+) -> Result<(PolicySnapshot, BuildReport), AppError> {
     let pcfg = cfg.policy.clone();
     let started = std::time::Instant::now();
-    let (snap, report) =
-        tokio::task::spawn_blocking(move || policy::build(&pcfg, OffsetDateTime::now_utc()))
-            .await
-            .map_err(|e| AppError::Build(e.to_string()))?;
+    let (snap, report) = tokio::task::spawn_blocking(move || {
+        policy::build(&pcfg, OffsetDateTime::now_utc(), previous.as_deref())
+    })
+    .await
+    .map_err(|e| AppError::Build(e.to_string()))?;
     log_report(&report);
     info!(
         names = snap.names(),
@@ -116,11 +138,23 @@ pub fn log_report(report: &BuildReport) {
     }
 }
 
-/// Starts the server: loads the policy, starts the event writer, binds every listener.
+/// Starts the server and returns once the first policy load is in service.
 pub async fn start(cfg: Config) -> Result<RunningServer, AppError> {
+    let shutdown = CancellationToken::new();
+    let background = TaskTracker::new();
+    // Registered first: a SIGHUP that arrives during start-up is then queued, not fatal.
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+
+    // Metrics first, so every handle below registers with the Prometheus recorder.
+    let prometheus = match cfg.metrics_listen {
+        Some(_) => Some(crate::metrics::install_prometheus()?),
+        None => None,
+    };
     let metrics = Metrics::new();
-    let (snapshot, _report) = load_policy(&cfg).await?;
-    let policy = SharedPolicy::new(snapshot);
+    let feed_metrics = FeedMetrics::new();
+
+    let policy = SharedPolicy::new(PolicySnapshot::default());
     let upstream = Upstream::from_config(&cfg.upstream)?;
     let (events, writer) = EventWriter::start(&cfg.events, &cfg.server.computer)?;
     let clients = ClientAcl::new(cfg.server.allow.clone());
@@ -128,40 +162,119 @@ pub async fn start(cfg: Config) -> Result<RunningServer, AppError> {
         policy.clone(),
         upstream,
         events.clone(),
-        clients,
+        clients.clone(),
         cfg.server.max_in_flight,
         metrics,
+        cfg.server.until_ready,
     );
-    let mut server = Server::new(handler);
+
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
     let mut udp_addrs = Vec::new();
     let mut tcp_addrs = Vec::new();
     for addr in &cfg.server.listen {
-        let (udp, tcp) = bind_pair(*addr).await?;
-        let (u, t) = (
-            udp.local_addr().map_err(|source| AppError::Bind {
+        let (u, t) = bind_pair(*addr).await?;
+        let (ua, ta) = (
+            u.local_addr().map_err(|source| AppError::Bind {
                 addr: *addr,
                 proto: "udp",
                 source,
             })?,
-            tcp.local_addr().map_err(|source| AppError::Bind {
+            t.local_addr().map_err(|source| AppError::Bind {
                 addr: *addr,
                 proto: "tcp",
                 source,
             })?,
         );
-        info!(udp = %u, tcp = %t, "listening");
-        server.register_socket(udp);
-        server.register_listener(tcp, cfg.server.tcp_timeout, 64 * 1024);
-        udp_addrs.push(u);
-        tcp_addrs.push(t);
+        info!(udp = %ua, tcp = %ta, "listening");
+        udp.push(u);
+        tcp.push(t);
+        udp_addrs.push(ua);
+        tcp_addrs.push(ta);
     }
+    let listeners = Listeners::start(handler, udp, tcp, cfg.server.tcp_timeout);
+
+    // First load (answers meanwhile follow server.until_ready).
+    let (snapshot, report) = load_policy(&cfg, None).await?;
+    policy.publish(snapshot);
+    feed_metrics.update(&policy.current(), &report);
+    info!(
+        generation = policy.current().generation,
+        "policy in service"
+    );
+
+    // Reload machinery.
+    let trigger = ReloadHandle::default();
+    let watch = Arc::new(Mutex::new(reload::watch_paths(&cfg)));
+    if let Err(e) = reload::watcher::spawn(
+        watch.clone(),
+        cfg.source.clone(),
+        trigger.clone(),
+        shutdown.clone(),
+    ) {
+        warn!(error = %e, "file watcher not started; reload with SIGHUP");
+    }
+    #[cfg(unix)]
+    {
+        let t = trigger.clone();
+        let stop = shutdown.clone();
+        background.spawn(async move {
+            let Some(mut hup) = hup else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    r = hup.recv() => if r.is_none() { return },
+                    _ = stop.cancelled() => return,
+                }
+                info!("SIGHUP: reloading config and feeds");
+                t.request(ReloadRequest::Signal);
+            }
+        });
+    }
+    let reloader = Reloader {
+        config_path: cfg.source.clone(),
+        config: cfg.clone(),
+        policy: policy.clone(),
+        clients,
+        events: events.clone(),
+        feed_metrics,
+        watch,
+    };
+    background.spawn(reloader.run(trigger.clone(), shutdown.clone()));
+
+    let mut metrics_addr = None;
+    if let (Some(addr), Some(handle)) = (cfg.metrics_listen, prometheus) {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| MetricsError::Bind { addr, source })?;
+        let bound = l
+            .local_addr()
+            .map_err(|source| MetricsError::Bind { addr, source })?;
+        info!(metrics = %bound, "metrics endpoint listening");
+        metrics_addr = Some(bound);
+        let p = policy.clone();
+        background.spawn(crate::metrics::serve_http(
+            l,
+            handle,
+            events.stats().clone(),
+            move || p.current().ready,
+            shutdown.clone(),
+        ));
+    }
+
     Ok(RunningServer {
         udp_addrs,
         tcp_addrs,
+        metrics_addr,
         policy,
         events,
-        server,
+        reload: trigger,
+        listeners,
+        background,
+        shutdown,
         writer,
+        grace: cfg.server.shutdown_grace,
     })
 }
 
@@ -197,19 +310,18 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), AppErro
 }
 
 impl RunningServer {
-    /// Stops accepting queries, waits (bounded) for the listeners to wind down, then drains and
-    /// flushes the event writer.
+    /// Stops receiving, answers the queries in flight (bounded by the grace period), stops the
+    /// background tasks, then drains and flushes the event writer.
     pub async fn stop(mut self) {
-        let grace = Duration::from_secs(5);
-        match tokio::time::timeout(grace, self.server.shutdown_gracefully()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "listener error during shutdown"),
-            Err(_) => warn!("listeners did not stop within {grace:?}"),
-        }
+        let left = self.listeners.stop(self.grace).await;
+        self.shutdown.cancel();
+        self.background.close();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(2), self.background.wait()).await;
         if let Some(w) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || w.close()).await;
         }
-        info!("stopped");
+        info!(unanswered = left, "stopped");
     }
 }
 

@@ -20,7 +20,7 @@ pub fn check(
     client: Option<IpAddr>,
     out: &mut dyn Write,
 ) -> std::io::Result<i32> {
-    let (snap, report) = policy::build(&cfg.policy, OffsetDateTime::now_utc());
+    let (snap, report) = policy::build(&cfg.policy, OffsetDateTime::now_utc(), None);
     for f in report.feeds.iter().filter(|f| f.error.is_some()) {
         if let Some(e) = &f.error {
             writeln!(out, "warning: feed {} not loaded: {e}", f.name)?;
@@ -169,7 +169,7 @@ fn print_rule(
 /// policy warnings. Returns the exit code: 0 clean (warnings allowed), 1 when a feed or allow
 /// file cannot be read.
 pub fn lint(cfg: &Config, out: &mut dyn Write) -> std::io::Result<i32> {
-    let (snap, report) = policy::build(&cfg.policy, OffsetDateTime::now_utc());
+    let (snap, report) = policy::build(&cfg.policy, OffsetDateTime::now_utc(), None);
     print_report(&report, out)?;
     writeln!(
         out,

@@ -28,3 +28,5 @@ pub mod events;
 pub mod ioc;
 pub mod metrics;
 pub mod policy;
+pub mod reload;
+pub mod remote;

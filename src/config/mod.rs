@@ -89,6 +89,15 @@ pub struct RawConfig {
     allow: RawAllow,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default)]
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +113,10 @@ struct RawServer {
     tcp_timeout_ms: u64,
     #[serde(default = "default_max_in_flight")]
     max_in_flight: usize,
+    #[serde(default)]
+    until_ready: UntilReady,
+    #[serde(default = "default_shutdown_grace_ms")]
+    shutdown_grace_ms: u64,
 }
 
 impl Default for RawServer {
@@ -114,8 +127,14 @@ impl Default for RawServer {
             computer: None,
             tcp_timeout_ms: default_tcp_timeout_ms(),
             max_in_flight: default_max_in_flight(),
+            until_ready: UntilReady::default(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
         }
     }
+}
+
+fn default_shutdown_grace_ms() -> u64 {
+    5_000
 }
 
 fn default_listen() -> Vec<String> {
@@ -129,6 +148,10 @@ fn default_tcp_timeout_ms() -> u64 {
 }
 fn default_max_in_flight() -> usize {
     4_096
+}
+
+fn default_max_rejected_percent() -> u8 {
+    50
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +204,8 @@ struct RawPolicy {
     block_confidence: u8,
     #[serde(default)]
     max_age_days: u32,
+    #[serde(default = "default_max_rejected_percent")]
+    max_rejected_percent: u8,
 }
 
 impl Default for RawPolicy {
@@ -194,6 +219,7 @@ impl Default for RawPolicy {
             min_confidence: 0,
             block_confidence: 0,
             max_age_days: 0,
+            max_rejected_percent: default_max_rejected_percent(),
         }
     }
 }
@@ -233,6 +259,8 @@ struct RawFeed {
     block_confidence: Option<u8>,
     #[serde(default)]
     max_age_days: Option<u32>,
+    #[serde(default)]
+    max_rejected_percent: Option<u8>,
     #[serde(default)]
     enabled: Option<bool>,
 }
@@ -347,6 +375,18 @@ pub enum UrlHosts {
     Ignore,
 }
 
+/// What the server answers before the first policy load has completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UntilReady {
+    /// SERVFAIL (EDE 0 "policy loading") until the feeds are loaded: fail closed (default), like
+    /// BIND's `servfail-until-ready`. Clients retry; nothing unfiltered leaks out.
+    #[default]
+    Servfail,
+    /// Forward unfiltered until the feeds are loaded: fail open, like Blocky's `fast` start.
+    Forward,
+}
+
 /// Which queries produce an event line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -382,6 +422,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[events]`
     pub events: EventsConfig,
+    /// `[metrics] listen`: Prometheus endpoint; `None` = off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[server]`
@@ -397,6 +439,10 @@ pub struct ServerConfig {
     pub tcp_timeout: Duration,
     /// Upper bound on queries being forwarded at once; beyond it, SERVFAIL (load shedding).
     pub max_in_flight: usize,
+    /// Behaviour before the first policy load completes.
+    pub until_ready: UntilReady,
+    /// How long a stop waits for in-flight queries.
+    pub shutdown_grace: Duration,
 }
 
 /// `[upstream]`
@@ -460,6 +506,9 @@ pub struct FeedConfig {
     pub block_confidence: u8,
     /// Per-feed `max_age_days`.
     pub max_age_days: u32,
+    /// On reload, a new version with a larger share of rejected lines is refused and the last
+    /// good version stays in service.
+    pub max_rejected_percent: u8,
 }
 
 /// `[events]`
@@ -505,6 +554,7 @@ impl Config {
             feeds,
             allow,
             events,
+            metrics,
         } = raw;
         let mut problems = Vec::new();
         let mut problem = |key: String, p: String| problems.push(KeyProblem { key, problem: p });
@@ -516,6 +566,8 @@ impl Config {
             computer,
             tcp_timeout_ms,
             max_in_flight,
+            until_ready,
+            shutdown_grace_ms,
         } = server;
         let mut listen_addrs = Vec::new();
         if listen.is_empty() {
@@ -602,7 +654,14 @@ impl Config {
             min_confidence,
             block_confidence,
             max_age_days,
+            max_rejected_percent,
         } = policy;
+        if max_rejected_percent > 100 {
+            problem(
+                "policy.max_rejected_percent".into(),
+                format!("{max_rejected_percent} is above 100"),
+            );
+        }
         for (key, v) in [
             ("policy.min_confidence", min_confidence),
             ("policy.block_confidence", block_confidence),
@@ -627,6 +686,7 @@ impl Config {
                 min_confidence: f_min,
                 block_confidence: f_block,
                 max_age_days: f_age,
+                max_rejected_percent: f_rej,
                 enabled,
             } = f;
             if name.trim().is_empty() {
@@ -664,6 +724,7 @@ impl Config {
                 min_confidence: f_min.unwrap_or(min_confidence),
                 block_confidence: f_block.unwrap_or(block_confidence),
                 max_age_days: f_age.unwrap_or(max_age_days),
+                max_rejected_percent: f_rej.unwrap_or(max_rejected_percent).min(100),
             });
         }
         if feed_cfgs.len() > crate::policy::MAX_FEEDS {
@@ -696,6 +757,24 @@ impl Config {
             problem("events.queue".into(), "must be at least 1".into());
         }
 
+        // [metrics]
+        let RawMetrics {
+            listen: metrics_listen,
+        } = metrics;
+        let metrics_listen = match metrics_listen.as_deref() {
+            None | Some("") => None,
+            Some(l) => match l.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    problem(
+                        "metrics.listen".into(),
+                        format!("{l:?} is not an IP:PORT socket address"),
+                    );
+                    None
+                }
+            },
+        };
+
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: PathBuf::new(),
@@ -710,6 +789,8 @@ impl Config {
                 computer,
                 tcp_timeout: Duration::from_millis(tcp_timeout_ms.max(1)),
                 max_in_flight,
+                until_ready,
+                shutdown_grace: Duration::from_millis(shutdown_grace_ms),
             },
             upstream: UpstreamConfig {
                 servers: ups,
@@ -737,6 +818,7 @@ impl Config {
                 queue,
                 source_system,
             },
+            metrics_listen,
         })
     }
 }
@@ -783,6 +865,7 @@ impl Config {
                 min_confidence: p.min_confidence,
                 block_confidence: p.block_confidence,
                 max_age_days: p.max_age_days,
+                max_rejected_percent: default_max_rejected_percent(),
             };
             self.policy.feeds.push(feed);
         }

@@ -21,10 +21,11 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::response::{
-    EDE_BLOCKED, EDE_NO_REACHABLE_AUTHORITY, EDE_PROHIBITED, ede, record_ip, sinkhole_record,
+    EDE_BLOCKED, EDE_NO_REACHABLE_AUTHORITY, EDE_OTHER, EDE_PROHIBITED, ede, record_ip,
+    sinkhole_record,
 };
 use super::upstream::{Upstream, UpstreamFailure};
-use crate::config::Action;
+use crate::config::{Action, UntilReady};
 use crate::events::{AnswerAddrs, EventSink, NameBuf, PolicyAction, QueryRecord};
 use crate::metrics::Metrics;
 use crate::policy::{Match, PolicySnapshot, SharedPolicy, Verdict, suffix_of};
@@ -63,6 +64,7 @@ pub struct IocHandler {
     clients: ClientAcl,
     in_flight: Arc<Semaphore>,
     metrics: Metrics,
+    until_ready: UntilReady,
 }
 
 /// What we answer, before it is encoded.
@@ -101,6 +103,7 @@ impl IocHandler {
         clients: ClientAcl,
         max_in_flight: usize,
         metrics: Metrics,
+        until_ready: UntilReady,
     ) -> Self {
         Self {
             policy,
@@ -109,6 +112,7 @@ impl IocHandler {
             clients,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             metrics,
+            until_ready,
         }
     }
 
@@ -116,6 +120,16 @@ impl IocHandler {
         let mut buf = [0u8; 256];
         let qname = dotted(name, &mut buf);
         let policy = self.policy.current();
+        if !policy.ready {
+            return match self.until_ready {
+                UntilReady::Forward => self.forward(name, qtype, PolicyAction::Forward).await,
+                UntilReady::Servfail => {
+                    let mut out = Outcome::rcode(ResponseCode::ServFail, PolicyAction::Forward);
+                    out.ede = Some(ede(EDE_OTHER, "iocdns: policy loading"));
+                    out
+                }
+            };
+        }
         match policy.decide(qname) {
             Verdict::Forward => self.forward(name, qtype, PolicyAction::Forward).await,
             Verdict::Allowlisted => self.forward(name, qtype, PolicyAction::Allow).await,

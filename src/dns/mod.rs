@@ -4,6 +4,7 @@
 
 mod handler;
 pub mod response;
+pub mod server;
 pub mod upstream;
 
 pub use handler::{ClientAcl, IocHandler};

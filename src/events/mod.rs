@@ -41,7 +41,7 @@ mod writer;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::SystemTime;
 
@@ -177,8 +177,17 @@ pub struct EventStats {
 #[derive(Clone, Debug)]
 pub struct EventSink {
     tx: Option<SyncSender<QueryRecord>>,
-    queries: EventQueries,
+    /// `events.queries`, changeable on reload (0 all, 1 matches, 2 none).
+    queries: Arc<AtomicU8>,
     stats: Arc<EventStats>,
+}
+
+fn queries_code(q: EventQueries) -> u8 {
+    match q {
+        EventQueries::All => 0,
+        EventQueries::Matches => 1,
+        EventQueries::None => 2,
+    }
 }
 
 impl EventSink {
@@ -186,18 +195,20 @@ impl EventSink {
     pub fn disabled() -> Self {
         Self {
             tx: None,
-            queries: EventQueries::None,
+            queries: Arc::new(AtomicU8::new(queries_code(EventQueries::None))),
             stats: Arc::default(),
         }
     }
 
     /// Whether a record with this action would be written; lets the DNS path skip building it.
     pub fn wants(&self, action: PolicyAction) -> bool {
-        match self.queries {
-            _ if self.tx.is_none() => false,
-            EventQueries::All => true,
-            EventQueries::Matches => matches!(action, PolicyAction::Ioc(_)),
-            EventQueries::None => false,
+        if self.tx.is_none() {
+            return false;
+        }
+        match self.queries.load(Ordering::Relaxed) {
+            0 => true,
+            1 => matches!(action, PolicyAction::Ioc(_)),
+            _ => false,
         }
     }
 
@@ -214,6 +225,11 @@ impl EventSink {
                 }
             }
         }
+    }
+
+    /// Changes which queries are written (live, on config reload).
+    pub fn set_queries(&self, q: EventQueries) {
+        self.queries.store(queries_code(q), Ordering::Relaxed);
     }
 
     /// Shared counters.

@@ -55,9 +55,6 @@ impl EventWriter {
         let Some(path) = cfg.path.clone() else {
             return Ok((EventSink::disabled(), None));
         };
-        if cfg.queries == crate::config::EventQueries::None {
-            return Ok((EventSink::disabled(), None));
-        }
         let file = open(&path).map_err(|source| EventWriterError::Open {
             path: path.clone(),
             source,
@@ -81,7 +78,9 @@ impl EventWriter {
             .map_err(EventWriterError::Spawn)?;
         let sink = EventSink {
             tx: Some(tx),
-            queries: cfg.queries,
+            queries: Arc::new(std::sync::atomic::AtomicU8::new(super::queries_code(
+                cfg.queries,
+            ))),
             stats,
         };
         Ok((

@@ -67,6 +67,11 @@ pub struct FeedReport {
     pub newest: Option<OffsetDateTime>,
     /// Set when the feed could not be used at all.
     pub error: Option<PolicyError>,
+    /// Set when this version of the feed was refused (unreadable, emptied, too many rejects)
+    /// and the last good version stayed in service.
+    pub failure: Option<String>,
+    /// The last good version of the feed was kept (see `failure`).
+    pub kept_previous: bool,
 }
 
 /// What a whole build produced.
@@ -91,8 +96,16 @@ impl BuildReport {
 }
 
 /// Builds a snapshot from `cfg`, reading every feed and allow file. `now` is the reference time
-/// for expiry. Feeds that cannot be read are reported and left out.
-pub fn build(cfg: &PolicyConfig, now: OffsetDateTime) -> (PolicySnapshot, BuildReport) {
+/// for expiry.
+///
+/// With `previous` (a reload), a feed that fails as a whole keeps its entries from `previous`:
+/// unreadable, empty when it had entries, or more than `max_rejected_percent` of its lines
+/// rejected. Without `previous` (first load) a failing feed loads what it can and is reported.
+pub fn build(
+    cfg: &PolicyConfig,
+    now: OffsetDateTime,
+    previous: Option<&PolicySnapshot>,
+) -> (PolicySnapshot, BuildReport) {
     let mut report = BuildReport::default();
     let mut names = DomainMatcherBuilder::new();
     let mut labels: Vec<u8> = Vec::new();
@@ -105,12 +118,16 @@ pub fn build(cfg: &PolicyConfig, now: OffsetDateTime) -> (PolicySnapshot, BuildR
             name: Arc::from(feed.name.as_str()),
             path: feed.path.clone(),
             threatfox: false,
+            entries: 0,
+            loaded_at: Some(now),
+            newest: None,
         });
         let mut fr = FeedReport {
             name: feed.name.clone(),
             path: feed.path.clone(),
             ..FeedReport::default()
         };
+        let (pairs_before, extras_before) = (pairs.len(), extras.len());
         match read(&feed.path) {
             Err(e) => fr.error = Some(e),
             Ok(bytes) => {
@@ -135,6 +152,41 @@ pub fn build(cfg: &PolicyConfig, now: OffsetDateTime) -> (PolicySnapshot, BuildR
                 );
             }
         }
+        let prev = previous.and_then(|p| {
+            p.feeds
+                .iter()
+                .position(|f| *f.name == *feed.name)
+                .map(|i| (p, i))
+        });
+        let failure = feed_failure(&fr, feed, prev.map(|(p, i)| p.feeds[i].entries));
+        if let Some(reason) = failure {
+            match prev {
+                Some((p, prev_index)) => {
+                    pairs.truncate(pairs_before);
+                    extras.truncate(extras_before);
+                    let kept = copy_feed(
+                        p,
+                        prev_index,
+                        index as u16,
+                        &mut names,
+                        &mut labels,
+                        &mut pairs,
+                        &mut extras,
+                    );
+                    let pf = &p.feeds[prev_index];
+                    feeds[index].threatfox = pf.threatfox;
+                    feeds[index].loaded_at = pf.loaded_at;
+                    feeds[index].newest = pf.newest;
+                    fr.kept_previous = true;
+                    fr.loaded = kept;
+                }
+                None => feeds[index].loaded_at = None,
+            }
+            fr.failure = Some(reason);
+        } else {
+            feeds[index].newest = fr.newest;
+        }
+        feeds[index].entries = (pairs.len() - pairs_before) as u64;
         report.feeds.push(fr);
     }
 
@@ -187,6 +239,7 @@ pub fn build(cfg: &PolicyConfig, now: OffsetDateTime) -> (PolicySnapshot, BuildR
     }
 
     let snapshot = PolicySnapshot {
+        ready: true,
         generation: 0,
         built_at: Some(now),
         settings: AnswerSettings::from(cfg),
@@ -224,6 +277,67 @@ pub fn build(cfg: &PolicyConfig, now: OffsetDateTime) -> (PolicySnapshot, BuildR
         }
     }
     (snapshot, report)
+}
+
+/// Why a freshly read feed must not replace its last good version, if it must not.
+fn feed_failure(
+    fr: &FeedReport,
+    feed: &FeedConfig,
+    previous_entries: Option<u64>,
+) -> Option<String> {
+    if let Some(e) = &fr.error {
+        return Some(e.to_string());
+    }
+    let had = previous_entries.unwrap_or(0);
+    if fr.loaded == 0 && had > 0 {
+        return Some(format!(
+            "the new version has no entries (the last good one had {had})"
+        ));
+    }
+    let lines = fr.loaded + fr.rejected;
+    if lines > 0 && fr.rejected * 100 > lines * u64::from(feed.max_rejected_percent) {
+        return Some(format!(
+            "{} of {lines} lines rejected (more than max_rejected_percent = {})",
+            fr.rejected, feed.max_rejected_percent
+        ));
+    }
+    None
+}
+
+/// Re-adds the entries of feed `from` of `prev` as feed `to` of the snapshot being built.
+fn copy_feed(
+    prev: &PolicySnapshot,
+    from: usize,
+    to: u16,
+    names: &mut DomainMatcherBuilder,
+    labels: &mut Vec<u8>,
+    pairs: &mut Vec<(u32, Rule)>,
+    extras: &mut Vec<RuleExtra>,
+) -> u64 {
+    let mut copied = 0;
+    for (id, name) in prev.matcher.names() {
+        let range =
+            prev.rule_index[id as usize] as usize..prev.rule_index[id as usize + 1] as usize;
+        for rule in &prev.rules[range] {
+            if rule.feed as usize != from {
+                continue;
+            }
+            let name = String::from_utf8_lossy(name);
+            let new_id = names.insert(&name);
+            if new_id as usize == labels.len() {
+                labels.push(count_labels(name.as_bytes()));
+            }
+            let mut rule = *rule;
+            rule.feed = to;
+            if let Some(extra) = prev.extras.get(rule.extra as usize) {
+                extras.push(extra.clone());
+                rule.extra = (extras.len() - 1) as u32;
+            }
+            pairs.push((new_id, rule));
+            copied += 1;
+        }
+    }
+    copied
 }
 
 /// Heuristic public-suffix check for lint warnings: common multi-label registry suffixes.

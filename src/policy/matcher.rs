@@ -278,6 +278,22 @@ impl DomainMatcher {
     pub fn memory_bytes(&self) -> usize {
         self.arena.len() + std::mem::size_of_val(&*self.table)
     }
+
+    /// Every listed name with its id, in id order (used to carry a feed's last good entries
+    /// into a new snapshot when its new version is refused). Names come back normalised:
+    /// lowercase, without a trailing dot.
+    pub fn names(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
+        let arena = &self.arena[..];
+        let mut off = 0usize;
+        std::iter::from_fn(move || {
+            if off >= arena.len() {
+                return None;
+            }
+            let (id, start, len) = decode(arena, off);
+            off = start + len;
+            Some((id, &arena[start..start + len]))
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,6 +546,7 @@ fn strip_dot(name: &[u8]) -> &[u8] {
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
+const LOW7: u64 = 0x7f * ONES;
 
 /// Start of the label that ends at `end`: the byte after the last `.` before `end`, or 0.
 /// Scans 8 bytes at a time from the right.
@@ -539,7 +556,7 @@ fn label_start(name: &[u8], end: usize) -> usize {
     while p >= 8 {
         let x = read8(name, p - 8) ^ (u64::from(b'.') * ONES);
         // High bit of each byte of `x` that is zero (exact: no carries between bytes).
-        let zero = !((((x & (0x7f * ONES)) + 0x7f * ONES) | x) | 0x7f * ONES);
+        let zero = !(((x & LOW7) + LOW7) | x | LOW7);
         if zero != 0 {
             return p - 8 + (7 - zero.leading_zeros() as usize / 8) + 1;
         }
@@ -567,7 +584,7 @@ fn mum(a: u64, b: u64) -> u64 {
 /// ASCII lowercase of 8 packed bytes (SWAR); non-ASCII bytes are left alone.
 #[inline(always)]
 fn lower(w: u64) -> u64 {
-    let low7 = w & (0x7f * ONES);
+    let low7 = w & LOW7;
     let ge_a = low7 + (0x80 - u64::from(b'A')) * ONES; // bit 7 set where byte >= 'A'
     let gt_z = low7 + (0x7f - u64::from(b'Z')) * ONES; // bit 7 set where byte > 'Z'
     let upper = ge_a & !gt_z & !w & (0x80 * ONES);
@@ -1023,11 +1040,36 @@ mod tests {
                 *slot = 1; // occupied, tag 1, marker-only without BELOW: never matches
             }
         }
-        let h2 = (0..u64::MAX)
-            .find(|&x| home(x, cap) == last && x & TAG > 1)
-            .unwrap();
+        let h2 = u64::MAX; // home is the last slot, tag 0x7fff_ffff
+        assert_eq!(home(h2, cap), last);
         table[last] = 1;
         assert_eq!(find(&table, &arena, h2, b"x"), (Err(0), false));
+    }
+
+    #[test]
+    fn names_in_id_order() {
+        let mut b = DomainMatcherBuilder::new();
+        for n in [
+            "B.example.",
+            "a.example",
+            "b.example",
+            "",
+            "x".repeat(300).as_str(),
+        ] {
+            b.insert(n);
+        }
+        let m = b.build();
+        let names: Vec<(u32, Vec<u8>)> = m.names().map(|(id, n)| (id, n.to_vec())).collect();
+        assert_eq!(
+            names,
+            vec![
+                (0, b"b.example".to_vec()),
+                (1, b"a.example".to_vec()),
+                (2, Vec::new()),
+                (3, vec![b'x'; 300]),
+            ]
+        );
+        assert_eq!(DomainMatcher::default().names().count(), 0);
     }
 
     #[test]

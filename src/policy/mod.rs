@@ -108,11 +108,19 @@ pub struct FeedInfo {
     pub path: std::path::PathBuf,
     /// Loaded from a ThreatFox export (IOC ids link to `threatfox.abuse.ch/ioc/<id>/`).
     pub threatfox: bool,
+    /// Entries in service from this feed.
+    pub entries: u64,
+    /// When the version in service was successfully loaded (`None`: never).
+    pub loaded_at: Option<OffsetDateTime>,
+    /// Newest first/last-seen date among its entries.
+    pub newest: Option<OffsetDateTime>,
 }
 
 /// The immutable policy in force. Cheap to share (`Arc`), never mutated after [`build`].
 #[derive(Debug, Default)]
 pub struct PolicySnapshot {
+    /// False only for the placeholder served before the first load completes.
+    pub ready: bool,
     /// Increases by one with every published snapshot.
     pub generation: u64,
     /// When it was built.

@@ -22,6 +22,7 @@ impl Drop for Daemon {
 }
 
 /// Starts the binary and returns it with the UDP address from its "listening" log line.
+#[allow(clippy::zombie_processes)] // the Daemon guard kills and waits on every path
 fn spawn(args: &[&str]) -> (Daemon, SocketAddr, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_iocdns"))
         .args(args)
@@ -184,4 +185,82 @@ fn lint_and_check_on_the_shipped_config() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does/not/exist.toml"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_and_sigterm_loses_no_answered_query() {
+    let up = start_upstream().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let events = tmp.path().join("events.ndjson");
+    let upstream = up.addr.to_string();
+    let (mut daemon, addr, rx) = spawn(&[
+        "-c",
+        "config/iocdns.toml",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    let pid = daemon.0.id().to_string();
+
+    // SIGHUP: config and feeds are reloaded.
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut reloaded = false;
+    while Instant::now() < deadline && !reloaded {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            reloaded = line.contains("policy reloaded");
+        }
+    }
+    assert!(reloaded, "no reload after SIGHUP");
+
+    // A client keeps querying; SIGTERM arrives in the middle.
+    let client = tokio::spawn(async move {
+        let mut answered = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for i in 0..20_000u32 {
+            if Instant::now() > deadline {
+                break;
+            }
+            let name = if i % 5 == 0 {
+                "www.ivorycourtyard.top."
+            } else {
+                "www.example.test."
+            };
+            let msg = request(name, hickory_proto::rr::RecordType::A);
+            let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            sock.send_to(&msg.to_vec().unwrap(), addr).await.unwrap();
+            let mut buf = [0u8; 2048];
+            match tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await {
+                Ok(Ok(_)) => answered += 1,
+                _ => break,
+            }
+        }
+        answered
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let answered = client.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = daemon.0.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let evs = read_events(Path::new(&events));
+    assert!(
+        answered > 20,
+        "client got {answered} answers before the stop"
+    );
+    assert!(
+        evs.len() as u64 >= answered && evs.len() as u64 <= answered + 1,
+        "{answered} answered queries but {} event lines",
+        evs.len()
+    );
 }

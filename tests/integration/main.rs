@@ -7,5 +7,7 @@
 
 mod e2e;
 mod events;
+mod reload;
+mod remote;
 mod resolver;
 mod support;

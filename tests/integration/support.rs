@@ -125,13 +125,13 @@ impl RequestHandler for StubUpstream {
         let mut target = qname.clone();
         // Follow CNAMEs inside the zone.
         for _ in 0..8 {
-            if qtype != RecordType::CNAME {
-                if let Some(c) = self.zone.records.get(&(target.clone(), RecordType::CNAME)) {
-                    answers.extend(c.iter().cloned());
-                    if let RData::CNAME(CNAME(next)) = &c[0].data {
-                        target = LowerName::from(next);
-                        continue;
-                    }
+            if qtype != RecordType::CNAME
+                && let Some(c) = self.zone.records.get(&(target.clone(), RecordType::CNAME))
+            {
+                answers.extend(c.iter().cloned());
+                if let RData::CNAME(CNAME(next)) = &c[0].data {
+                    target = LowerName::from(next);
+                    continue;
                 }
             }
             if let Some(rs) = self.zone.records.get(&(target.clone(), qtype)) {
