@@ -243,6 +243,26 @@ pub async fn start(cfg: Config) -> Result<RunningServer, AppError> {
     };
     background.spawn(reloader.run(trigger.clone(), shutdown.clone()));
 
+    // Remote feeds: download now and at each `refresh`; a new download triggers a reload (the
+    // watcher would see the cache file change too; the explicit request makes it immediate).
+    let remotes: Vec<_> = cfg
+        .policy
+        .feeds
+        .iter()
+        .filter_map(|f| f.remote.clone())
+        .collect();
+    if !remotes.is_empty() {
+        let t = trigger.clone();
+        background.spawn(crate::remote::run_refresher(
+            remotes,
+            shutdown.clone(),
+            move |feed| {
+                info!(feed, "remote feed downloaded");
+                t.request(ReloadRequest::FilesChanged);
+            },
+        ));
+    }
+
     let mut metrics_addr = None;
     if let (Some(addr), Some(handle)) = (cfg.metrics_listen, prometheus) {
         let l = TcpListener::bind(addr)

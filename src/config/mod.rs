@@ -91,6 +91,8 @@ pub struct RawConfig {
     events: RawEvents,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    remote: RawRemote,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -263,6 +265,43 @@ struct RawFeed {
     max_rejected_percent: Option<u8>,
     #[serde(default)]
     enabled: Option<bool>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    refresh: Option<String>,
+    #[serde(default)]
+    headers_from_env: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    #[serde(default = "default_cache_dir")]
+    cache_dir: PathBuf,
+    #[serde(default = "default_remote_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default = "default_retries")]
+    retries: u32,
+}
+
+impl Default for RawRemote {
+    fn default() -> Self {
+        Self {
+            cache_dir: default_cache_dir(),
+            timeout_ms: default_remote_timeout_ms(),
+            retries: default_retries(),
+        }
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from("cache")
+}
+fn default_remote_timeout_ms() -> u64 {
+    60_000
+}
+fn default_retries() -> u32 {
+    3
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -509,6 +548,8 @@ pub struct FeedConfig {
     /// On reload, a new version with a larger share of rejected lines is refused and the last
     /// good version stays in service.
     pub max_rejected_percent: u8,
+    /// Download settings when the feed has a `url`; `path` is then its on-disk cache file.
+    pub remote: Option<crate::remote::RemoteFeed>,
 }
 
 /// `[events]`
@@ -555,7 +596,14 @@ impl Config {
             allow,
             events,
             metrics,
+            remote,
         } = raw;
+        let RawRemote {
+            cache_dir,
+            timeout_ms: remote_timeout_ms,
+            retries,
+        } = remote;
+        let cache_dir = resolve(base, &cache_dir);
         let mut problems = Vec::new();
         let mut problem = |key: String, p: String| problems.push(KeyProblem { key, problem: p });
 
@@ -673,6 +721,7 @@ impl Config {
 
         // [[feeds]]
         let mut names = HashSet::new();
+        let mut sanitized_names = HashSet::new();
         let mut feed_cfgs = Vec::new();
         for (i, f) in feeds.into_iter().enumerate() {
             let RawFeed {
@@ -688,6 +737,9 @@ impl Config {
                 max_age_days: f_age,
                 max_rejected_percent: f_rej,
                 enabled,
+                url,
+                refresh,
+                headers_from_env,
             } = f;
             if name.trim().is_empty() {
                 problem(format!("feeds[{i}].name"), "must not be empty".into());
@@ -706,16 +758,107 @@ impl Config {
                     problem(format!("feeds[{i}].{key}"), format!("{v} is above 100"));
                 }
             }
-            let Some(path) = path else {
-                problem(format!("feeds[{i}].path"), "is required".into());
-                continue;
+            let sanitized: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if !sanitized_names.insert(sanitized) && url.is_some() {
+                problem(
+                    format!("feeds[{i}].name"),
+                    format!("{name:?} maps to the same cache file as another feed name"),
+                );
+            }
+            let remote_feed = match (&path, &url) {
+                (Some(_), Some(_)) => {
+                    problem(
+                        format!("feeds[{i}]"),
+                        "set either `path` or `url`, not both".into(),
+                    );
+                    None
+                }
+                (None, None) => {
+                    problem(
+                        format!("feeds[{i}]"),
+                        "needs `path` (a file) or `url` (a download)".into(),
+                    );
+                    None
+                }
+                (Some(_), None) => {
+                    if refresh.is_some() || !headers_from_env.is_empty() {
+                        problem(
+                            format!("feeds[{i}].refresh"),
+                            "`refresh` and `headers_from_env` need `url`".into(),
+                        );
+                    }
+                    None
+                }
+                (None, Some(u)) => {
+                    if !(u.starts_with("https://") || u.starts_with("http://")) {
+                        problem(
+                            format!("feeds[{i}].url"),
+                            format!("{u:?} is not an http(s) URL"),
+                        );
+                    }
+                    let refresh = match refresh.as_deref().map(humantime::parse_duration) {
+                        None => Duration::from_secs(3600),
+                        Some(Ok(d)) if d >= Duration::from_secs(1) => d,
+                        Some(Ok(_)) => {
+                            problem(format!("feeds[{i}].refresh"), "must be at least 1s".into());
+                            Duration::from_secs(3600)
+                        }
+                        Some(Err(e)) => {
+                            problem(
+                                format!("feeds[{i}].refresh"),
+                                format!(
+                                    "{:?} is not a duration like \"1h\" or \"30m\": {e}",
+                                    refresh.as_deref().unwrap_or("")
+                                ),
+                            );
+                            Duration::from_secs(3600)
+                        }
+                    };
+                    for (header, var) in &headers_from_env {
+                        if var.trim().is_empty() || var.contains('=') {
+                            problem(
+                                format!("feeds[{i}].headers_from_env.{header}"),
+                                format!(
+                                    "{var:?} must be the NAME of an environment variable (the value never goes in the config)"
+                                ),
+                            );
+                        }
+                    }
+                    Some(crate::remote::RemoteFeed {
+                        name: name.clone(),
+                        url: u.clone(),
+                        refresh,
+                        headers_from_env: headers_from_env
+                            .iter()
+                            .map(|(h, v)| (h.clone(), v.clone()))
+                            .collect(),
+                        timeout: Duration::from_millis(remote_timeout_ms.max(1)),
+                        retries,
+                        backoff: Duration::from_secs(2),
+                        cache_dir: cache_dir.clone(),
+                    })
+                }
             };
             if enabled == Some(false) {
                 continue;
             }
+            let path = match (&remote_feed, path) {
+                (Some(r), _) => r.data_path(),
+                (None, Some(p)) => resolve(base, &p),
+                (None, None) => continue,
+            };
             feed_cfgs.push(FeedConfig {
                 name,
-                path: resolve(base, &path),
+                path,
                 format,
                 action: feed_action.unwrap_or(action),
                 subdomains: feed_subdomains.unwrap_or(subdomains),
@@ -725,6 +868,7 @@ impl Config {
                 block_confidence: f_block.unwrap_or(block_confidence),
                 max_age_days: f_age.unwrap_or(max_age_days),
                 max_rejected_percent: f_rej.unwrap_or(max_rejected_percent).min(100),
+                remote: remote_feed,
             });
         }
         if feed_cfgs.len() > crate::policy::MAX_FEEDS {
@@ -866,6 +1010,7 @@ impl Config {
                 block_confidence: p.block_confidence,
                 max_age_days: p.max_age_days,
                 max_rejected_percent: default_max_rejected_percent(),
+                remote: None,
             };
             self.policy.feeds.push(feed);
         }

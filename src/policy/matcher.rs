@@ -773,6 +773,31 @@ mod tests {
     }
 
     #[test]
+    fn children_before_parents() {
+        // Listing deep names first leaves markers that a later parent must keep.
+        let mut b = DomainMatcherBuilder::new();
+        assert_eq!(b.insert("a.b.evil.com"), 0);
+        assert_eq!(b.insert("evil.com"), 1);
+        assert_eq!(b.insert("com"), 2);
+        assert_eq!(b.insert("b.evil.com"), 3);
+        let m = b.build();
+        assert_eq!(
+            suffixes(&m, b"x.A.b.evil.com"),
+            vec![(0, false), (3, false), (1, false), (2, false)]
+        );
+        assert_eq!(
+            suffixes(&m, b"b.evil.com"),
+            vec![(3, true), (1, false), (2, false)]
+        );
+        assert_eq!(suffixes(&m, b"c.evil.com"), vec![(1, false), (2, false)]);
+        assert_eq!(
+            suffixes(&m, b"x.c.b.evil.com"),
+            vec![(3, false), (1, false), (2, false)]
+        );
+        assert_eq!(suffixes(&m, b"net"), vec![]);
+    }
+
+    #[test]
     fn no_partial_label_matches() {
         let m = build(&["vil.com", "evil.co", "ample.org"]);
         assert!(suffixes(&m, b"evil.com").is_empty());
@@ -880,8 +905,9 @@ mod tests {
     }
 
     #[test]
-    fn many_labels_take_several_passes() {
-        // Every suffix of a 100-label name listed: exercises the ring refill path.
+    fn many_listed_suffixes_take_several_walks() {
+        // Every third suffix of a 100-label name listed: up to 34 matches for one query, more
+        // than RING, so the walk is repeated for the shorter ones.
         let labels: Vec<String> = (0..100).map(|i| format!("l{i}")).collect();
         let mut naive = Naive::default();
         let mut b = DomainMatcherBuilder::new();
@@ -898,6 +924,19 @@ mod tests {
                 "{len}"
             );
         }
+        // Break in the middle of the second walk.
+        let q = labels.join(".");
+        let mut seen = Vec::new();
+        m.for_each_suffix(q.as_bytes(), |id, exact| {
+            seen.push((id, exact));
+            if seen.len() == 12 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(seen, naive.suffixes(q.as_bytes())[..12]);
+
         // the same with empty labels only
         let mut b = DomainMatcherBuilder::new();
         let mut naive = Naive::default();

@@ -19,6 +19,8 @@
 
 pub mod build;
 pub mod matcher;
+#[cfg(test)]
+mod tests;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::ControlFlow;

@@ -696,3 +696,69 @@ async fn refresher_downloads_reports_updates_and_stops_on_shutdown() {
         .unwrap();
     assert!(server.count() >= 2);
 }
+
+/// The whole path: a `url` feed in the config is downloaded, loaded, refreshed, and a failing
+/// server keeps the last download in service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_feed_in_config_is_downloaded_refreshed_and_survives_failures() {
+    use crate::support::{Proto, addrs, query, start_server, start_upstream};
+    use hickory_proto::rr::RecordType;
+    use std::sync::atomic::AtomicUsize;
+
+    let up = start_upstream().await;
+    let mode = Arc::new(AtomicUsize::new(0));
+    let m = mode.clone();
+    let http = Server::start(move |_req, _n| match m.load(Ordering::SeqCst) {
+        0 => ok("first.example.test\n", vec![]),
+        1 => ok("first.example.test\nsecond.example.test\n", vec![]),
+        _ => status(500),
+    })
+    .await;
+    let extra = format!(
+        "\n[remote]\ncache_dir = \"cache\"\ntimeout_ms = 2000\nretries = 0\n\n[[feeds]]\nname = \"remote list\"\nurl = \"{}\"\nrefresh = \"1s\"\nformat = \"domains\"\n",
+        http.url("/list.txt")
+    );
+    let srv = start_server(up.addr, &[], &extra).await;
+    let blocked = |name: &'static str| {
+        let addr = srv.udp;
+        async move { addrs(&query(addr, Proto::Udp, name, RecordType::A).await) == ["0.0.0.0"] }
+    };
+    let wait = async |f: &dyn Fn() -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = bool> + Send>,
+    >| {
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if f().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(
+        wait(&|| Box::pin(blocked("www.first.example.test."))).await,
+        "first download in service"
+    );
+    assert!(
+        srv.dir.path().join("cache/remote_list.feed").exists(),
+        "cached on disk"
+    );
+
+    mode.store(1, Ordering::SeqCst);
+    assert!(
+        wait(&|| Box::pin(blocked("second.example.test."))).await,
+        "refresh picked up"
+    );
+
+    mode.store(2, Ordering::SeqCst);
+    let before = http.count();
+    let start = std::time::Instant::now();
+    while http.count() < before + 2 && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(http.count() >= before + 2, "refresher kept trying");
+    assert!(
+        blocked("second.example.test.").await,
+        "failed downloads keep the last good version"
+    );
+}
