@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::dns::fast::{FastPath, ResponseCache};
 use crate::dns::server::Listeners;
 use crate::dns::{ClientAcl, IocHandler, Upstream, UpstreamError};
 use crate::events::{EventSink, EventWriter, EventWriterError};
@@ -164,9 +165,16 @@ pub async fn start(cfg: Config) -> Result<RunningServer, AppError> {
         events.clone(),
         clients.clone(),
         cfg.server.max_in_flight,
-        metrics,
+        metrics.clone(),
         cfg.server.until_ready,
     );
+    let fast = Arc::new(FastPath {
+        policy: policy.clone(),
+        clients: clients.clone(),
+        events: events.clone(),
+        metrics,
+        cache: Arc::new(ResponseCache::new(cfg.upstream.cache_size as usize)),
+    });
 
     let mut udp = Vec::new();
     let mut tcp = Vec::new();
@@ -192,7 +200,7 @@ pub async fn start(cfg: Config) -> Result<RunningServer, AppError> {
         udp_addrs.push(ua);
         tcp_addrs.push(ta);
     }
-    let listeners = Listeners::start(handler, udp, tcp, cfg.server.tcp_timeout);
+    let listeners = Listeners::start(handler, Some(fast), udp, tcp, cfg.server.tcp_timeout);
 
     // First load (answers meanwhile follow server.until_ready).
     let (snapshot, report) = load_policy(&cfg, None).await?;

@@ -83,6 +83,31 @@ const ACTIONS: [PolicyAction; 9] = [
     PolicyAction::Denied,
 ];
 
+const HIT_ACTIONS: [Action; 6] = [
+    Action::Log,
+    Action::Sinkhole,
+    Action::Nodata,
+    Action::Nxdomain,
+    Action::Refused,
+    Action::Drop,
+];
+
+fn action_index(a: Action) -> usize {
+    HIT_ACTIONS.iter().position(|x| *x == a).unwrap_or(0)
+}
+
+/// Registers the `iocdns_ioc_hits_total{feed, action}` counters of a set of feeds, in the order
+/// [`Metrics::ioc_hit`] indexes them (feed-major). Done at policy build time, off the DNS path.
+pub fn hit_counters<'a>(feeds: impl Iterator<Item = &'a str>) -> Vec<Counter> {
+    let mut v = Vec::new();
+    for feed in feeds {
+        for a in HIT_ACTIONS {
+            v.push(counter!(IOC_HITS_TOTAL, "feed" => feed.to_string(), "action" => a.as_str()));
+        }
+    }
+    v
+}
+
 /// Pre-registered handles for the DNS path. Clone is cheap.
 #[derive(Clone, Debug)]
 pub struct Metrics(Arc<Inner>);
@@ -155,11 +180,15 @@ impl Metrics {
         }
     }
 
-    /// One IOC hit (only on hits, so the per-feed label lookup is off the common path).
+    /// One IOC hit, on the counter pre-registered in the snapshot (no allocation).
     pub fn ioc_hit(&self, policy: &PolicySnapshot, m: &Match, action: Action) {
-        let feed = &policy.feeds[policy.rule(m.rule).feed as usize].name;
-        counter!(IOC_HITS_TOTAL, "feed" => feed.to_string(), "action" => action.as_str())
-            .increment(1);
+        let feed = policy.rule(m.rule).feed as usize;
+        if let Some(c) = policy
+            .hit_counters
+            .get(feed * HIT_ACTIONS.len() + action_index(action))
+        {
+            c.increment(1);
+        }
     }
 
     /// Time spent on one upstream resolution. hickory-resolver does not say whether an answer

@@ -30,6 +30,12 @@ use crate::events::{AnswerAddrs, EventSink, NameBuf, PolicyAction, QueryRecord};
 use crate::metrics::Metrics;
 use crate::policy::{Match, PolicySnapshot, SharedPolicy, Verdict, suffix_of};
 
+tokio::task_local! {
+    /// Set by the handler when the answer it is about to send is upstream data that the
+    /// UDP fast path may cache (forwarded, NOERROR/NXDOMAIN, no EDE). Scoped by the listener.
+    pub static CACHEABLE: std::cell::Cell<bool>;
+}
+
 /// Client networks allowed to query (no open resolver). Swapped on config reload.
 #[derive(Clone, Debug)]
 pub struct ClientAcl(Arc<ArcSwap<Vec<IpNet>>>);
@@ -308,6 +314,14 @@ impl RequestHandler for IocHandler {
             edns.options_mut().insert(opt);
         }
         meta.response_code = outcome.rcode;
+        let cacheable = matches!(
+            outcome.action,
+            PolicyAction::Forward | PolicyAction::Allow | PolicyAction::Ioc(Action::Log)
+        ) && matches!(
+            outcome.rcode,
+            ResponseCode::NoError | ResponseCode::NXDomain
+        ) && outcome.ede.is_none();
+        let _ = CACHEABLE.try_with(|c| c.set(cacheable));
         let info_out = if outcome.send {
             send(
                 request,

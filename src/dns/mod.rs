@@ -2,10 +2,11 @@
 //! upstream client. [`IocHandler`] implements hickory-server's `RequestHandler`, so it can be
 //! served by [`crate::app`] or embedded in another hickory server.
 
+pub mod fast;
 mod handler;
 pub mod response;
 pub mod server;
 pub mod upstream;
 
-pub use handler::{ClientAcl, IocHandler};
+pub use handler::{CACHEABLE, ClientAcl, IocHandler};
 pub use upstream::{Upstream, UpstreamAnswer, UpstreamError, UpstreamFailure};

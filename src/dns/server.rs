@@ -28,6 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use super::CACHEABLE;
+use super::fast::{CacheKey, FastOutcome, FastPath, ResponseCache};
+
 /// Largest DNS message over TCP.
 const MAX_TCP: usize = 65_535;
 
@@ -43,6 +46,7 @@ impl Listeners {
     /// Starts serving `udp` and `tcp` sockets with `handler`.
     pub fn start<H: RequestHandler + Clone>(
         handler: H,
+        fast: Option<Arc<FastPath>>,
         udp: Vec<UdpSocket>,
         tcp: Vec<TcpListener>,
         tcp_idle: Duration,
@@ -54,6 +58,7 @@ impl Listeners {
             loops.spawn(udp_loop(
                 Arc::new(sock),
                 handler.clone(),
+                fast.clone(),
                 queries.clone(),
                 stop.clone(),
             ));
@@ -112,10 +117,12 @@ fn formerr(raw: &[u8]) -> Option<[u8; 12]> {
 async fn udp_loop<H: RequestHandler + Clone>(
     sock: Arc<UdpSocket>,
     handler: H,
+    fast: Option<Arc<FastPath>>,
     queries: TaskTracker,
     stop: CancellationToken,
 ) {
     let mut buf = vec![0u8; 4096];
+    let mut out = Vec::with_capacity(1024);
     loop {
         let (len, src) = tokio::select! {
             r = sock.recv_from(&mut buf) => match r {
@@ -131,19 +138,38 @@ async fn udp_loop<H: RequestHandler + Clone>(
         if len < 12 || raw[2] & 0x80 != 0 {
             continue;
         }
+        let mut cache_key = None;
+        if let Some(fast) = &fast {
+            match fast.handle(raw, src, &mut out) {
+                FastOutcome::Answer => {
+                    // Loopback and LAN sends rarely block; when they would, wait for the socket.
+                    match sock.try_send_to(&out, src) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            let _ = sock.send_to(&out, src).await;
+                        }
+                        Err(e) => debug!(error = %e, "udp send error"),
+                    }
+                    continue;
+                }
+                FastOutcome::Silent => continue,
+                FastOutcome::Slow(key) => cache_key = key.map(|k| (fast.cache.clone(), k)),
+            }
+        }
         match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
             Ok(req) => {
                 let responder = UdpResponder {
                     sock: sock.clone(),
                     dst: src,
                     max: req.edns.as_ref().map_or(512, |e| e.max_payload().max(512)),
+                    cache: cache_key,
                 };
                 let handler = handler.clone();
-                queries.spawn(async move {
+                queries.spawn(CACHEABLE.scope(std::cell::Cell::new(false), async move {
                     handler
                         .handle_request::<_, TokioTime>(&req, responder)
                         .await;
-                });
+                }));
             }
             Err(_) => {
                 if let Some(resp) = formerr(raw) {
@@ -246,6 +272,8 @@ struct UdpResponder {
     sock: Arc<UdpSocket>,
     dst: SocketAddr,
     max: u16,
+    /// Where to cache the answer, if the handler marks it cacheable.
+    cache: Option<(Arc<ResponseCache>, CacheKey)>,
 }
 
 #[async_trait::async_trait]
@@ -267,6 +295,11 @@ impl ResponseHandler for UdpResponder {
             .send_to(&bytes, self.dst)
             .await
             .map_err(NetError::from)?;
+        if let Some((cache, key)) = self.cache.take()
+            && CACHEABLE.try_with(|c| c.get()).unwrap_or(false)
+        {
+            cache.insert(key, &bytes);
+        }
         Ok(info)
     }
 }

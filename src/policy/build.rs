@@ -238,7 +238,9 @@ pub fn build(
         report.allow_files.push(fr);
     }
 
+    let hit_counters = crate::metrics::hit_counters(feeds.iter().map(|f| &*f.name));
     let snapshot = PolicySnapshot {
+        hit_counters,
         ready: true,
         generation: 0,
         built_at: Some(now),

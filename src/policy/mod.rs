@@ -143,6 +143,8 @@ pub struct PolicySnapshot {
     extras: Vec<RuleExtra>,
     /// `[allow]` names (subtree semantics).
     allow: DomainMatcher,
+    /// `iocdns_ioc_hits_total` handles per feed and action (see [`crate::metrics::hit_counters`]).
+    pub hit_counters: Vec<metrics::Counter>,
 }
 
 /// How synthesized answers look.

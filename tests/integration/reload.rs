@@ -311,3 +311,44 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap();
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_answers_age_and_never_outlive_a_new_block() {
+    let up = start_upstream().await;
+    let srv = start_server(up.addr, &[("list", "list.txt", "first.example.test\n")], "").await;
+    let r1 = query(srv.udp, Proto::Udp, "WWW.example.test.", RecordType::A).await;
+    assert_eq!(addrs(&r1), ["192.0.2.10"]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r2 = query(srv.udp, Proto::Udp, "www.EXAMPLE.test.", RecordType::A).await;
+    assert_eq!(addrs(&r2), ["192.0.2.10"]);
+    assert_eq!(
+        r2.queries[0].name().to_ascii(),
+        "www.EXAMPLE.test.",
+        "question echoed as asked"
+    );
+    assert!(
+        r2.answers[0].ttl < r1.answers[0].ttl,
+        "TTL decreases: {} then {}",
+        r1.answers[0].ttl,
+        r2.answers[0].ttl
+    );
+    // NXDOMAIN is cached with its SOA.
+    for _ in 0..2 {
+        let r = query(srv.udp, Proto::Udp, "missing.example.test.", RecordType::A).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+        assert!(!r.authorities.is_empty());
+    }
+    std::fs::write(
+        srv.dir.path().join("list.txt"),
+        "first.example.test\nwww.example.test\n",
+    )
+    .unwrap();
+    let took = eventually(Duration::from_secs(2), async || {
+        is_blocked(&srv, "www.example.test.").await
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "a cached name is blocked as soon as the policy says so"
+    );
+}
