@@ -286,7 +286,7 @@ fn benches(c: &mut Criterion, data: &Data, m: &DomainMatcher) {
     g.sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(5))
+        .measurement_time(Duration::from_secs(8))
         .throughput(Throughput::Elements(n as u64));
     g.bench_function(format!("insert+build {n}"), |b| {
         b.iter_with_large_drop(|| build(black_box(&data.names), false))

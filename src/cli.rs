@@ -62,12 +62,12 @@ pub fn check(
             let rule = snap.rule(m.rule);
             let feed = &snap.feeds[rule.feed as usize].name;
             let entry = String::from_utf8_lossy(suffix_of(qname.as_bytes(), m.suffix_labels));
+            let line = rule_line(&snap, rule, &entry);
             writeln!(
                 out,
-                "decision: {} ({}) by feed {feed}, entry {entry} (line {})",
+                "decision: {} ({}) by feed {feed}, entry {entry} (line {line})",
                 action.as_str().to_uppercase(),
                 describe_answer(&snap, action, &qtype),
-                rule.line
             )?;
             1
         }
@@ -80,6 +80,29 @@ pub fn check(
         print_rule(&snap, idx, labels, qname.as_bytes(), out)?;
     }
     Ok(code)
+}
+
+/// The entry's line: recorded for entries with metadata; for plain-list entries (which keep no
+/// line number, to stay at 8 bytes per entry) found by scanning the feed file, which is fine
+/// for an offline command.
+fn rule_line(snap: &PolicySnapshot, rule: &crate::policy::Rule, entry: &str) -> String {
+    if let Some(l) = snap.line(rule) {
+        return l.to_string();
+    }
+    let path = &snap.feeds[rule.feed as usize].path;
+    let Ok(text) = std::fs::read(path) else {
+        return "?".into();
+    };
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(line).to_ascii_lowercase();
+        let mut words = line
+            .split(|c: char| c.is_whitespace() || "|^,\"'".contains(c))
+            .map(|w| w.trim_start_matches("*.").trim_end_matches('.'));
+        if words.any(|w| w == entry) {
+            return (i + 1).to_string();
+        }
+    }
+    "?".into()
 }
 
 fn describe_answer(snap: &PolicySnapshot, action: Action, qtype: &str) -> String {
@@ -115,15 +138,15 @@ fn print_rule(
         RuleEffect::Act(a) => a.as_str(),
         RuleEffect::Except => "exception (passthru)",
     };
+    let confidence = snap.confidence(rule);
     writeln!(
         out,
-        "  - feed {} ({}:{}): entry {entry} [{cov}], {:?}, action {effect}, confidence {} (severity {})",
+        "  - feed {} ({}:{}): entry {entry} [{cov}], {:?}, action {effect}, confidence {confidence} (severity {})",
         feed.name,
         feed.path.display(),
-        rule.line,
+        rule_line(snap, rule, &entry),
         rule.kind,
-        rule.confidence,
-        severity_of(rule.confidence),
+        severity_of(confidence),
     )?;
     if let Some(extra) = snap.extra(rule) {
         let m = &extra.meta;

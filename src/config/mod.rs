@@ -341,7 +341,7 @@ fn default_events_path() -> Option<PathBuf> {
     Some(PathBuf::from("events/dnsevents.ndjson"))
 }
 fn default_queue() -> usize {
-    16_384
+    8_192
 }
 fn default_source_system() -> String {
     "Linux".into()

@@ -99,7 +99,9 @@ impl Upstream {
         // outer deadline below is what the client sees.
         opts.attempts = 2;
         opts.timeout = (cfg.timeout / 2).max(Duration::from_millis(100));
-        opts.cache_size = cfg.cache_size;
+        // The UDP fast path caches encoded answers itself (`upstream.cache_size` entries); the
+        // resolver's own cache only serves TCP and unusual queries, so it is kept smaller.
+        opts.cache_size = (cfg.cache_size / 8).max(1024);
         opts.use_hosts_file = ResolveHosts::Never;
         opts.preserve_intermediates = true;
         opts.try_tcp_on_error = true;

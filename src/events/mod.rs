@@ -377,8 +377,9 @@ impl<'a> DnsEvent<'a> {
             .next()
             .map(|ip| ip.to_string())
             .unwrap_or_default();
-        self.confidence = rule.confidence.to_string();
-        self.severity = Some(severity_of(rule.confidence));
+        let confidence = policy.confidence(rule);
+        self.confidence = confidence.to_string();
+        self.severity = Some(severity_of(confidence));
         let kind = match rule.kind {
             crate::ioc::IocKind::Domain => "domain",
             crate::ioc::IocKind::UrlHost => "url",
@@ -413,12 +414,15 @@ impl<'a> DnsEvent<'a> {
         } else {
             format!(" -> {}", self.ip_addresses)
         };
+        let line = policy
+            .line(rule)
+            .map(|l| format!(" line {l}"))
+            .unwrap_or_default();
         self.message = format!(
-            "{action} {} {}{answer} ({} line {}{})",
+            "{action} {} {}{answer} ({}{line}{})",
             self.name,
             self.query_type,
             feed.name,
-            rule.line,
             if self.ioc_id.is_empty() {
                 String::new()
             } else {

@@ -121,6 +121,7 @@ pub fn build(
             entries: 0,
             loaded_at: Some(now),
             newest: None,
+            confidence: feed.confidence.min(100),
         });
         let mut fr = FeedReport {
             name: feed.name.clone(),
@@ -133,7 +134,7 @@ pub fn build(
             Ok(bytes) => {
                 let mut sink = FeedSink {
                     feed,
-                    index: index as u16,
+                    index: index as u8,
                     now,
                     names: &mut names,
                     labels: &mut labels,
@@ -167,7 +168,7 @@ pub fn build(
                     let kept = copy_feed(
                         p,
                         prev_index,
-                        index as u16,
+                        index as u8,
                         &mut names,
                         &mut labels,
                         &mut pairs,
@@ -310,7 +311,7 @@ fn feed_failure(
 fn copy_feed(
     prev: &PolicySnapshot,
     from: usize,
-    to: u16,
+    to: u8,
     names: &mut DomainMatcherBuilder,
     labels: &mut Vec<u8>,
     pairs: &mut Vec<(u32, Rule)>,
@@ -397,7 +398,7 @@ fn read(path: &Path) -> Result<Vec<u8>, PolicyError> {
 /// Turns the indicators of one feed into rules, applying the feed's policy.
 struct FeedSink<'a> {
     feed: &'a FeedConfig,
-    index: u16,
+    index: u8,
     now: OffsetDateTime,
     names: &'a mut DomainMatcherBuilder,
     labels: &'a mut Vec<u8>,
@@ -472,18 +473,21 @@ impl FeedSink<'_> {
             (None, _) => Coverage::Exact,
         };
 
-        let extra = if ind.meta.is_empty() && local.is_none() {
-            u32::MAX
-        } else {
-            let (local_v4, local_v6) = local.unwrap_or_default();
-            self.extras.push(RuleExtra {
-                meta: ind.meta.clone(),
-                local_v4,
-                local_v6,
-                local_data: local.is_some(),
-            });
-            (self.extras.len() - 1) as u32
-        };
+        let extra =
+            if ind.meta.is_empty() && local.is_none() && confidence == feed.confidence.min(100) {
+                u32::MAX
+            } else {
+                let (local_v4, local_v6) = local.unwrap_or_default();
+                self.extras.push(RuleExtra {
+                    confidence,
+                    line: ind.line,
+                    meta: ind.meta.clone(),
+                    local_v4,
+                    local_v6,
+                    local_data: local.is_some(),
+                });
+                (self.extras.len() - 1) as u32
+            };
         let id = self.names.insert(&ind.name);
         if id as usize == self.labels.len() {
             self.labels.push(count_labels(ind.name.as_bytes()));
@@ -491,13 +495,11 @@ impl FeedSink<'_> {
         self.pairs.push((
             id,
             Rule {
+                extra,
                 feed: self.index,
                 coverage,
                 effect,
                 kind: ind.kind,
-                confidence,
-                line: ind.line,
-                extra,
             },
         ));
 

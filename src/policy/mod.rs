@@ -69,28 +69,30 @@ pub enum RuleEffect {
     Except,
 }
 
-/// One loaded feed entry, compact (16 bytes): the metadata lives in a side table.
+/// One loaded feed entry, compact (8 bytes: a million entries cost 8 MB). Everything a plain
+/// list entry does not need (metadata, confidence other than the feed's, line number, RPZ local
+/// data) lives in the [`RuleExtra`] side table.
 #[derive(Clone, Copy, Debug)]
 pub struct Rule {
+    /// Index into [`PolicySnapshot::extras`], or `u32::MAX` for none.
+    pub extra: u32,
     /// Index into [`PolicySnapshot::feeds`].
-    pub feed: u16,
+    pub feed: u8,
     /// Names covered.
     pub coverage: Coverage,
     /// Effect on a match.
     pub effect: RuleEffect,
     /// Domain, URL host or other.
     pub kind: IocKind,
-    /// Effective confidence 0–100.
-    pub confidence: u8,
-    /// 1-based line in the feed file.
-    pub line: u32,
-    /// Index into [`PolicySnapshot::extras`], or `u32::MAX` for none.
-    pub extra: u32,
 }
 
 /// Per-entry data that most entries of plain lists do not have.
 #[derive(Clone, Debug, Default)]
 pub struct RuleExtra {
+    /// Effective confidence 0–100 (the feed's default is kept in [`FeedInfo`] instead).
+    pub confidence: u8,
+    /// 1-based line in the feed file.
+    pub line: u32,
     /// Threat-intel metadata.
     pub meta: IocMeta,
     /// RPZ local data: answer with these instead of the configured sinkhole addresses.
@@ -116,6 +118,8 @@ pub struct FeedInfo {
     pub loaded_at: Option<OffsetDateTime>,
     /// Newest first/last-seen date among its entries.
     pub newest: Option<OffsetDateTime>,
+    /// Confidence of its entries that have no [`RuleExtra`].
+    pub confidence: u8,
 }
 
 /// The immutable policy in force. Cheap to share (`Arc`), never mutated after [`build`].
@@ -244,10 +248,12 @@ impl PolicySnapshot {
                 let better = match &best {
                     None => true,
                     Some((b, _, _)) => {
-                        let RuleEffect::Act(ba) = b.effect else {
-                            unreachable!("only Act rules are kept as best")
+                        let ba = match b.effect {
+                            RuleEffect::Act(a) => a,
+                            RuleEffect::Except => Action::Log,
                         };
-                        (action.severity(), rule.confidence) > (ba.severity(), b.confidence)
+                        (action.severity(), self.confidence(rule))
+                            > (ba.severity(), self.confidence(b))
                     }
                 };
                 if better {
@@ -281,6 +287,22 @@ impl PolicySnapshot {
     /// The rule at `index`.
     pub fn rule(&self, index: u32) -> &Rule {
         &self.rules[index as usize]
+    }
+
+    /// Effective confidence of a rule.
+    pub fn confidence(&self, rule: &Rule) -> u8 {
+        match self.extras.get(rule.extra as usize) {
+            Some(e) => e.confidence,
+            None => self
+                .feeds
+                .get(rule.feed as usize)
+                .map_or(100, |f| f.confidence),
+        }
+    }
+
+    /// 1-based line of a rule in its feed, when recorded (entries with metadata).
+    pub fn line(&self, rule: &Rule) -> Option<u32> {
+        self.extras.get(rule.extra as usize).map(|e| e.line)
     }
 
     /// The metadata of a rule, if it has any.

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Run iocdns in the shared side-by-side rig (../shared/bench) against the peer resolvers.
+#
+#   bench/run-iocdns.sh [CONTESTANT ...]     default: iocdns unbound dnsmasq
+#
+# 1. copies the rig's scripts to target/bench-rig (git-ignored; its generated data/ is kept
+#    between runs), 2. installs bench/contestants/iocdns.sh there, 3. picks the iocdns binary,
+#    4. installs the rig's packages / hickory peer / data if missing, 5. runs the rig's run.sh
+#    with the arguments and environment given (REPEATS, DURATION, SCENARIOS, SIZES, MODE,
+#    BLOCK_MODE, OUT, ... see the rig's README.md; OUT is relative to target/bench-rig).
+#
+# Which iocdns is measured:
+#   IOCDNS_BIN=/path/to/iocdns        that binary (its commit is taken from its folder's git)
+#   IOCDNS_REF=<commit|branch>        build that commit in a detached worktree (IOCDNS_WORKTREE,
+#                                     default ../iocdns-bench next to the repo) and measure it;
+#                                     the working tree of the repo is never touched
+#   neither                           target/release/iocdns of this repo (built if missing)
+# Other knobs: RIG_SRC (default ../shared/bench), RIG (default target/bench-rig),
+# IOCDNS_EVENTS / IOCDNS_CACHE_SIZE / IOCDNS_WORKERS (see contestants/iocdns.sh).
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RIG_SRC=${RIG_SRC:-$REPO/../shared/bench}
+RIG=${RIG:-$REPO/target/bench-rig}
+log() { printf '[run-iocdns %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[[ -f "$RIG_SRC/run.sh" ]] || die "rig not found at $RIG_SRC (set RIG_SRC)"
+(($#)) || set -- iocdns unbound dnsmasq
+
+# 1+2. rig scripts (not its data/) + our contestant
+mkdir -p "$RIG/contestants"
+for f in "$RIG_SRC"/*; do
+    [[ "$(basename "$f")" == data ]] && continue
+    cp -r "$f" "$RIG/"
+done
+chmod -R u+w "$RIG"
+install -m 755 "$REPO"/bench/contestants/*.sh "$RIG/contestants/"
+
+# 3. the binary
+needs_iocdns=0
+for c in "$@"; do [[ "${c%%:*}" == iocdns* ]] && needs_iocdns=1; done
+if ((needs_iocdns)); then
+    if [[ -n "${IOCDNS_BIN:-}" ]]; then
+        :
+    elif [[ -n "${IOCDNS_REF:-}" ]]; then
+        wt=${IOCDNS_WORKTREE:-$REPO/../iocdns-bench}
+        if [[ ! -e "$wt/.git" ]]; then
+            git -C "$REPO" worktree add --detach "$wt" "$IOCDNS_REF"
+        else
+            git -C "$wt" checkout --detach "$IOCDNS_REF"
+        fi
+        log "building $(git -C "$wt" rev-parse --short=12 HEAD) in $wt"
+        (cd "$wt" && cargo build --release --locked)
+        IOCDNS_BIN=$(cd "$wt" && pwd)/target/release/iocdns
+    else
+        IOCDNS_BIN=$REPO/target/release/iocdns
+        [[ -x "$IOCDNS_BIN" ]] || (cd "$REPO" && cargo build --release --locked)
+    fi
+    [[ -x "$IOCDNS_BIN" ]] || die "no iocdns binary at $IOCDNS_BIN"
+    export IOCDNS_BIN
+    if [[ -z "${IOCDNS_COMMIT:-}" ]]; then
+        d=$(dirname "$IOCDNS_BIN")
+        if git -C "$d" rev-parse --git-dir >/dev/null 2>&1; then
+            IOCDNS_COMMIT=$(git -C "$d" rev-parse --short=12 HEAD)
+            [[ -z "$(git -C "$d" status --porcelain --untracked-files=no)" ]] || IOCDNS_COMMIT+="+dirty"
+            export IOCDNS_COMMIT
+        fi
+    fi
+    log "iocdns: $IOCDNS_BIN ($("$IOCDNS_BIN" --version) ${IOCDNS_COMMIT:-commit unknown})"
+fi
+
+# 4. packages, optional hickory peer, data
+cd "$RIG"
+command -v dnsperf >/dev/null && command -v nsd >/dev/null || ./setup.sh
+for c in "$@"; do
+    if [[ "${c%%:*}" == hickory && ! -x data/peers/bin/hickory-dns && -z "${HICKORY_DNS:-}" ]]; then
+        WITH_HICKORY=1 ./setup.sh
+    fi
+done
+python3 gen.py   # no-op when data/ is up to date
+
+# 5. run
+log "rig: $RIG; run.sh $*"
+exec ./run.sh "$@"
