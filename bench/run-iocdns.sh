@@ -79,6 +79,25 @@ for c in "$@"; do
 done
 python3 gen.py   # no-op when data/ is up to date
 
-# 5. run
-log "rig: $RIG; run.sh $*"
-exec ./run.sh "$@"
+# 5. wait (bounded) for the machine to be quiet, run with the foreign-CPU monitor, annotate
+if ((${WAIT_QUIET:-0} > 0)); then
+    log "waiting up to ${QUIET_TIMEOUT:-900}s for ${WAIT_QUIET}s with < ${QUIET_PCT:-15}% foreign CPU"
+    python3 "$REPO/bench/cpu-monitor.py" wait-quiet --seconds "$WAIT_QUIET" \
+        --timeout "${QUIET_TIMEOUT:-900}" --below "${QUIET_PCT:-15}" || log "machine still busy; running anyway"
+fi
+export OUT=${OUT:-data/results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+python3 "$REPO/bench/cpu-monitor.py" watch --root $$ --out "$OUT/cpu-monitor.tsv" --max-seconds 21600 &
+MON_PID=$!
+trap 'kill "$MON_PID" 2>/dev/null || true' EXIT
+log "rig: $RIG; OUT=$OUT; run.sh $*"
+rc=0
+./run.sh "$@" || rc=$?
+kill "$MON_PID" 2>/dev/null || true
+wait "$MON_PID" 2>/dev/null || true
+if [[ -n "$(ls "$OUT"/logs/*.dnsperf.cmd 2>/dev/null)" ]]; then
+    python3 "$REPO/bench/cpu-monitor.py" annotate "$OUT" >"$OUT/disturbance.md" || true
+    log "foreign CPU during each dnsperf run (other work on the machine): $OUT/disturbance.md"
+    cat "$OUT/disturbance.md" >&2
+fi
+exit "$rc"

@@ -289,6 +289,121 @@ pub struct DnsEvent<'a> {
     policy_action: &'static str,
 }
 
+/// Mnemonic of common query types without allocating.
+fn qtype_static(code: u16) -> Option<&'static str> {
+    Some(match code {
+        1 => "A",
+        2 => "NS",
+        5 => "CNAME",
+        6 => "SOA",
+        12 => "PTR",
+        15 => "MX",
+        16 => "TXT",
+        28 => "AAAA",
+        33 => "SRV",
+        64 => "SVCB",
+        65 => "HTTPS",
+        255 => "ANY",
+        _ => return None,
+    })
+}
+
+/// Appends `s` as a JSON string.
+fn json_str(out: &mut Vec<u8>, s: &[u8]) {
+    if s.iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+    } else {
+        let text = String::from_utf8_lossy(s);
+        let _ = serde_json::to_writer(&mut *out, &*text);
+    }
+}
+
+/// Formats `TimeGenerated` without allocating: the part up to the second is cached.
+#[derive(Debug, Default)]
+pub struct TimeCache {
+    secs: u64,
+    prefix: Vec<u8>,
+}
+
+impl TimeCache {
+    fn write(&mut self, t: SystemTime, out: &mut Vec<u8>) {
+        let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        if self.prefix.is_empty() || d.as_secs() != self.secs {
+            let full = format_time(t);
+            self.secs = d.as_secs();
+            self.prefix.clear();
+            self.prefix
+                .extend_from_slice(&full.as_bytes()[..full.len().saturating_sub(4)]);
+        }
+        out.extend_from_slice(&self.prefix);
+        let ms = d.subsec_millis();
+        out.extend_from_slice(&[
+            b'0' + (ms / 100) as u8,
+            b'0' + (ms / 10 % 10) as u8,
+            b'0' + (ms % 10) as u8,
+            b'Z',
+        ]);
+    }
+}
+
+/// Writes the NDJSON line (with `\n`) for `rec` into `out` (cleared first).
+///
+/// Records without an IOC hit (nearly all of them) are written by hand with no allocation;
+/// hits go through [`DnsEvent`] and serde. A unit test pins both to the same bytes.
+pub fn write_line(
+    rec: &QueryRecord,
+    computer: &str,
+    source_system: &str,
+    times: &mut TimeCache,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    use std::io::Write as _;
+    out.clear();
+    if rec.hit.is_some() {
+        let ev = DnsEvent::from_record(rec, computer, source_system);
+        serde_json::to_writer(&mut *out, &ev)?;
+        out.push(b'\n');
+        return Ok(());
+    }
+    let rcode = rec.rcode.map_or(-1, i32::from);
+    out.extend_from_slice(b"{\"TimeGenerated\":\"");
+    times.write(rec.time, out);
+    out.extend_from_slice(b"\",\"Computer\":");
+    json_str(out, computer.as_bytes());
+    out.extend_from_slice(b",\"SourceSystem\":");
+    json_str(out, source_system.as_bytes());
+    out.extend_from_slice(if rcode == 0 {
+        b",\"EventId\":257,\"SubType\":\"LookupQuery\",\"ClientIP\":\""
+    } else {
+        b",\"EventId\":258,\"SubType\":\"LookupQuery\",\"ClientIP\":\""
+    });
+    let _ = write!(out, "{}", rec.client);
+    out.extend_from_slice(b"\",\"Name\":");
+    json_str(out, rec.name.as_bytes());
+    out.extend_from_slice(b",\"QueryType\":\"");
+    match qtype_static(rec.qtype) {
+        Some(t) => out.extend_from_slice(t.as_bytes()),
+        None => out.extend_from_slice(qtype_name(rec.qtype).as_bytes()),
+    }
+    let _ = write!(out, "\",\"ResultCode\":{rcode},\"Result\":\"");
+    out.extend_from_slice(if rcode == 0 { b"Success" } else { b"Failure" });
+    out.extend_from_slice(b"\",\"IPAddresses\":\"");
+    for (i, ip) in rec.answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(out, "{ip}");
+    }
+    out.extend_from_slice(b"\",\"Message\":\"\",\"MaliciousIP\":\"\",\"IndicatorThreatType\":\"\",\"Confidence\":\"\",\"Severity\":null,\"Description\":\"\",\"ReportReferenceLink\":\"\",\"IocFeed\":\"\",\"IocValue\":\"\",\"IocId\":\"\",\"IocMalware\":\"\",\"PolicyAction\":\"");
+    out.extend_from_slice(rec.action.as_str().as_bytes());
+    out.extend_from_slice(b"\"}\n");
+    Ok(())
+}
+
 /// Severity from confidence: ≥ 90 → 3, ≥ 75 → 2, else 1.
 pub fn severity_of(confidence: u8) -> i32 {
     match confidence {
@@ -429,5 +544,58 @@ impl<'a> DnsEvent<'a> {
                 format!(", ioc {}", self.ioc_id)
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &[u8], qtype: u16, rcode: Option<u16>, action: PolicyAction) -> QueryRecord {
+        let mut answers = AnswerAddrs::default();
+        answers.push("192.0.2.1".parse().unwrap());
+        answers.push("2001:db8::1".parse().unwrap());
+        QueryRecord {
+            time: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_780_000_000_123),
+            client: "198.51.100.9".parse().unwrap(),
+            name: NameBuf::new(name),
+            qtype,
+            rcode,
+            answers,
+            action,
+            hit: None,
+        }
+    }
+
+    #[test]
+    fn hand_written_lines_equal_serde_lines() {
+        let mut times = TimeCache::default();
+        for rec in [
+            record(b"www.Example.test.", 1, Some(0), PolicyAction::Forward),
+            record(b"odd\"name\\x", 65280, Some(3), PolicyAction::Allow),
+            record(b"bin\xffary", 28, None, PolicyAction::Denied),
+            record(b"x.test", 16, Some(5), PolicyAction::Denied),
+        ] {
+            let mut fast = Vec::new();
+            write_line(&rec, "host \"1\"", "Linux", &mut times, &mut fast).unwrap();
+            let mut slow =
+                serde_json::to_vec(&DnsEvent::from_record(&rec, "host \"1\"", "Linux")).unwrap();
+            slow.push(b'\n');
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&slow)
+            );
+        }
+    }
+
+    #[test]
+    fn time_cache_formats_like_format_time() {
+        let mut times = TimeCache::default();
+        for ms in [0u64, 999, 1_000, 1_780_000_000_001, 1_780_000_000_999] {
+            let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            let mut out = Vec::new();
+            times.write(t, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), format_time(t));
+        }
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
-use super::{DnsEvent, EventSink, EventStats, QueryRecord};
+use super::{EventSink, EventStats, QueryRecord, TimeCache, write_line};
 use crate::config::EventsConfig;
 
 /// Errors starting the writer.
@@ -71,6 +71,7 @@ impl EventWriter {
             stats: stats.clone(),
             closing: closing.clone(),
             last_warn: None,
+            times: TimeCache::default(),
         };
         let thread = std::thread::Builder::new()
             .name("iocdns-events".into())
@@ -131,6 +132,7 @@ struct Worker {
     stats: Arc<EventStats>,
     closing: Arc<AtomicBool>,
     last_warn: Option<Instant>,
+    times: TimeCache,
 }
 
 impl Worker {
@@ -159,13 +161,18 @@ impl Worker {
     }
 
     fn write(&mut self, rec: &QueryRecord, line: &mut Vec<u8>) {
-        line.clear();
-        let ev = DnsEvent::from_record(rec, &self.computer, &self.source_system);
-        if serde_json::to_writer(&mut *line, &ev).is_err() {
+        if write_line(
+            rec,
+            &self.computer,
+            &self.source_system,
+            &mut self.times,
+            line,
+        )
+        .is_err()
+        {
             self.stats.dropped_io.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        line.push(b'\n');
         if self.out.is_none() {
             // Re-open after an earlier failure (disk full, file removed by rotation).
             match open(&self.path) {
