@@ -79,25 +79,69 @@ for c in "$@"; do
 done
 python3 gen.py   # no-op when data/ is up to date
 
-# 5. wait (bounded) for the machine to be quiet, run with the foreign-CPU monitor, annotate
-if ((${WAIT_QUIET:-0} > 0)); then
-    log "waiting up to ${QUIET_TIMEOUT:-900}s for ${WAIT_QUIET}s with < ${QUIET_PCT:-15}% foreign CPU"
+# 5. run, with a monitor of the CPU used by other work on the machine (cpu-monitor.py)
+quiet() {  # bounded wait for an idle machine (WAIT_QUIET seconds below QUIET_PCT %)
+    ((${WAIT_QUIET:-0} > 0)) || return 0
+    log "waiting up to ${QUIET_TIMEOUT:-900}s for ${WAIT_QUIET}s with < ${QUIET_PCT:-15}% busy CPU"
     python3 "$REPO/bench/cpu-monitor.py" wait-quiet --seconds "$WAIT_QUIET" \
         --timeout "${QUIET_TIMEOUT:-900}" --below "${QUIET_PCT:-15}" || log "machine still busy; running anyway"
-fi
+}
 export OUT=${OUT:-data/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 python3 "$REPO/bench/cpu-monitor.py" watch --root $$ --out "$OUT/cpu-monitor.tsv" --max-seconds 21600 &
 MON_PID=$!
 trap 'kill "$MON_PID" 2>/dev/null || true' EXIT
-log "rig: $RIG; OUT=$OUT; run.sh $*"
+MON=$(cd "$OUT" && pwd)/cpu-monitor.tsv
 rc=0
-./run.sh "$@" || rc=$?
+parts=()
+if [[ "${SPLIT:-0}" == 1 ]]; then
+    # One run.sh per (repeat, scenario), each after a quiet wait, so that a burst of other work
+    # spoils one part, not the whole run. Order alternates per repeat (A B C / C B A).
+    rev=(); for ((i = $# - 1; i >= 0; i--)); do rev+=("${@:i+1:1}"); done
+    mode=${MODE:-all}
+    if [[ "$mode" == all || "$mode" == scale ]]; then
+        quiet
+        log "part scale: run.sh $*"
+        OUT=$OUT/scale MODE=scale ./run.sh "$@" || rc=$?
+        parts+=("$OUT/scale")
+    fi
+    if [[ "$mode" == all || "$mode" == qps ]]; then
+        for ((rep = 1; rep <= ${REPEATS:-3}; rep++)); do
+            for scen in ${SCENARIOS:-mix@2000 mix@max blocked@max hot@max}; do
+                order=("$@"); ((rep % 2 == 1)) || order=("${rev[@]}")
+                part=$OUT/r$rep-${scen//@/_}
+                quiet
+                log "part $part: run.sh ${order[*]}"
+                OUT=$part MODE=qps REPEATS=1 SCENARIOS=$scen ./run.sh "${order[@]}" || rc=$?
+                parts+=("$part")
+            done
+        done
+    fi
+else
+    quiet
+    log "rig: $RIG; OUT=$OUT; run.sh $*"
+    ./run.sh "$@" || rc=$?
+    parts=("$OUT")
+fi
 kill "$MON_PID" 2>/dev/null || true
 wait "$MON_PID" 2>/dev/null || true
-if [[ -n "$(ls "$OUT"/logs/*.dnsperf.cmd 2>/dev/null)" ]]; then
-    python3 "$REPO/bench/cpu-monitor.py" annotate "$OUT" >"$OUT/disturbance.md" || true
-    log "foreign CPU during each dnsperf run (other work on the machine): $OUT/disturbance.md"
-    cat "$OUT/disturbance.md" >&2
+
+# 6. annotate: foreign CPU per dnsperf run; summaries of all trials and of the undisturbed ones
+: >"$OUT/disturbance.md"
+: >"$OUT/clean.jsonl"
+all=()
+for p in "${parts[@]}"; do
+    [[ -f "$p/results.jsonl" ]] || continue
+    all+=("$p/results.jsonl")
+    python3 "$REPO/bench/cpu-monitor.py" annotate "$p" --monitor "$MON" >>"$OUT/disturbance.md" || true
+    python3 "$REPO/bench/cpu-monitor.py" filter "$p" --monitor "$MON" --max-foreign "${CLEAN_PCT:-25}" >>"$OUT/clean.jsonl" || true
+done
+if ((${#all[@]})); then
+    if [[ "${SPLIT:-0}" == 1 ]]; then
+        python3 report.py summary "${all[@]}" --machine "${parts[0]}/machine.txt" >"$OUT/summary.md" || true
+    fi
+    python3 report.py summary "$OUT/clean.jsonl" >"$OUT/summary-clean.md" || true
+    log "foreign CPU per dnsperf run: $OUT/disturbance.md"
+    log "all trials: $OUT/summary.md; only runs with < ${CLEAN_PCT:-25}% foreign CPU: $OUT/summary-clean.md"
 fi
 exit "$rc"

@@ -180,10 +180,14 @@ pub async fn start(cfg: Config) -> Result<RunningServer, AppError> {
     let mut tcp = Vec::new();
     let mut udp_addrs = Vec::new();
     let mut tcp_addrs = Vec::new();
+    let udp_per_addr = match cfg.server.udp_sockets {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     for addr in &cfg.server.listen {
-        let (u, t) = bind_pair(*addr).await?;
+        let (us, t) = bind_group(*addr, udp_per_addr).await?;
         let (ua, ta) = (
-            u.local_addr().map_err(|source| AppError::Bind {
+            us[0].local_addr().map_err(|source| AppError::Bind {
                 addr: *addr,
                 proto: "udp",
                 source,
@@ -194,8 +198,8 @@ pub async fn start(cfg: Config) -> Result<RunningServer, AppError> {
                 source,
             })?,
         );
-        info!(udp = %ua, tcp = %ta, "listening");
-        udp.push(u);
+        info!(udp = %ua, tcp = %ta, udp_sockets = us.len(), "listening");
+        udp.extend(us);
         tcp.push(t);
         udp_addrs.push(ua);
         tcp_addrs.push(ta);
@@ -306,21 +310,31 @@ pub async fn start(cfg: Config) -> Result<RunningServer, AppError> {
     })
 }
 
-/// Binds UDP and TCP on the same address; with port 0 the TCP side takes the port the UDP side got.
-async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), AppError> {
+/// Binds `udp_sockets` UDP sockets (SO_REUSEPORT, so the kernel spreads clients over them and
+/// each is served by its own receive loop) and one TCP listener on the same address; with port 0
+/// every socket takes the port the first one got.
+async fn bind_group(
+    addr: SocketAddr,
+    udp_sockets: usize,
+) -> Result<(Vec<UdpSocket>, TcpListener), AppError> {
     let mut last_err = None;
     for _ in 0..16 {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr,
-                proto: "udp",
-                source,
-            })?;
-        let port = udp.local_addr().map(|a| a.port()).unwrap_or(addr.port());
-        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if addr.port() == 0 => last_err = Some(e),
+        let first = bind_udp(addr).map_err(|source| AppError::Bind {
+            addr,
+            proto: "udp",
+            source,
+        })?;
+        let bound = first.local_addr().map_err(|source| AppError::Bind {
+            addr,
+            proto: "udp",
+            source,
+        })?;
+        let tcp = match TcpListener::bind(bound).await {
+            Ok(tcp) => tcp,
+            Err(e) if addr.port() == 0 => {
+                last_err = Some(e);
+                continue;
+            }
             Err(source) => {
                 return Err(AppError::Bind {
                     addr,
@@ -328,13 +342,38 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), AppErro
                     source,
                 });
             }
+        };
+        let mut udp = vec![first];
+        for _ in 1..udp_sockets.max(1) {
+            udp.push(bind_udp(bound).map_err(|source| AppError::Bind {
+                addr,
+                proto: "udp",
+                source,
+            })?);
         }
+        return Ok((udp, tcp));
     }
     Err(AppError::Bind {
         addr,
         proto: "tcp",
         source: last_err.unwrap_or_else(|| std::io::Error::other("no free port")),
     })
+}
+
+/// One UDP socket with SO_REUSEPORT and a large receive buffer (absorbs bursts; the kernel caps
+/// it at `net.core.rmem_max`).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    #[cfg(unix)]
+    sock.set_reuse_port(true)?;
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
 }
 
 impl RunningServer {

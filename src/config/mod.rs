@@ -119,6 +119,8 @@ struct RawServer {
     until_ready: UntilReady,
     #[serde(default = "default_shutdown_grace_ms")]
     shutdown_grace_ms: u64,
+    #[serde(default)]
+    udp_sockets: usize,
 }
 
 impl Default for RawServer {
@@ -131,6 +133,7 @@ impl Default for RawServer {
             max_in_flight: default_max_in_flight(),
             until_ready: UntilReady::default(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
+            udp_sockets: 0,
         }
     }
 }
@@ -482,6 +485,8 @@ pub struct ServerConfig {
     pub until_ready: UntilReady,
     /// How long a stop waits for in-flight queries.
     pub shutdown_grace: Duration,
+    /// UDP sockets (SO_REUSEPORT) per listen address; 0 = one per available core.
+    pub udp_sockets: usize,
 }
 
 /// `[upstream]`
@@ -616,6 +621,7 @@ impl Config {
             max_in_flight,
             until_ready,
             shutdown_grace_ms,
+            udp_sockets,
         } = server;
         let mut listen_addrs = Vec::new();
         if listen.is_empty() {
@@ -935,6 +941,7 @@ impl Config {
                 max_in_flight,
                 until_ready,
                 shutdown_grace: Duration::from_millis(shutdown_grace_ms),
+                udp_sockets,
             },
             upstream: UpstreamConfig {
                 servers: ups,
