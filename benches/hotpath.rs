@@ -81,6 +81,7 @@ fn fixture(names: usize, events: &str) -> Fixture {
         events,
         metrics: Metrics::new(),
         cache,
+        forwarder: None,
     };
     Fixture {
         fast,

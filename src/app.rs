@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::dns::fast::{FastPath, ResponseCache};
+use crate::dns::forward::RawForwarder;
 use crate::dns::server::Listeners;
 use crate::dns::{ClientAcl, IocHandler, Upstream, UpstreamError};
 use crate::events::{EventSink, EventWriter, EventWriterError};
@@ -71,6 +72,7 @@ pub struct RunningServer {
     /// Asks for a reload (what SIGHUP does).
     pub reload: ReloadHandle,
     listeners: Listeners,
+    forwarder: Option<Arc<RawForwarder>>,
     background: TaskTracker,
     shutdown: CancellationToken,
     writer: Option<EventWriter>,
@@ -168,12 +170,29 @@ pub async fn start(cfg: Config) -> Result<RunningServer, AppError> {
         metrics.clone(),
         cfg.server.until_ready,
     );
+    let cache = Arc::new(ResponseCache::new(cfg.upstream.cache_size as usize));
+    let forwarder = match crate::dns::upstream::server_addrs(&cfg.upstream) {
+        Ok(addrs) if !addrs.is_empty() => RawForwarder::start(
+            &addrs,
+            cfg.upstream.timeout,
+            cache.clone(),
+            events.clone(),
+            metrics.clone(),
+            &background,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|e| warn!(error = %e, "packet forwarder not started; using the resolver path"))
+        .ok(),
+        _ => None,
+    };
     let fast = Arc::new(FastPath {
         policy: policy.clone(),
         clients: clients.clone(),
         events: events.clone(),
         metrics,
-        cache: Arc::new(ResponseCache::new(cfg.upstream.cache_size as usize)),
+        cache,
+        forwarder: forwarder.clone(),
     });
 
     let mut udp = Vec::new();
@@ -303,6 +322,7 @@ pub async fn start(cfg: Config) -> Result<RunningServer, AppError> {
         events,
         reload: trigger,
         listeners,
+        forwarder,
         background,
         shutdown,
         writer,
@@ -381,6 +401,9 @@ impl RunningServer {
     /// background tasks, then drains and flushes the event writer.
     pub async fn stop(mut self) {
         let left = self.listeners.stop(self.grace).await;
+        if let Some(f) = &self.forwarder {
+            f.wait_idle(self.grace).await;
+        }
         self.shutdown.cancel();
         self.background.close();
         let _ =

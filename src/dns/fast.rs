@@ -38,6 +38,8 @@ pub struct SimpleQuery<'a> {
     pub qtype: u16,
     /// EDNS UDP payload size, when the query had an OPT record.
     pub edns: Option<u16>,
+    /// The DO bit of the OPT record.
+    pub dnssec_ok: bool,
     name: [u8; 256],
     name_len: usize,
     /// Wire-format qname, lower-cased (cache key).
@@ -74,6 +76,7 @@ pub fn parse_simple(raw: &[u8]) -> Option<SimpleQuery<'_>> {
         question_end: 0,
         qtype: 0,
         edns: None,
+        dnssec_ok: false,
         name: [0; 256],
         name_len: 0,
         wire: [0; 256],
@@ -133,6 +136,7 @@ pub fn parse_simple(raw: &[u8]) -> Option<SimpleQuery<'_>> {
         let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
         pos += 11 + rdlen;
         q.edns = Some(u16::from_be_bytes([opt[3], opt[4]]).max(512));
+        q.dnssec_ok = opt[7] & 0x80 != 0;
     }
     if pos != raw.len() {
         return None;
@@ -153,6 +157,8 @@ pub struct FastPath {
     pub metrics: Metrics,
     /// Cache of forwarded answers.
     pub cache: Arc<ResponseCache>,
+    /// Relays cache misses upstream (`None`: misses take the full hickory path).
+    pub forwarder: Option<Arc<super::forward::RawForwarder>>,
 }
 
 /// What the fast path did with a packet.
@@ -163,6 +169,8 @@ pub enum FastOutcome {
     Silent,
     /// Use the full path; for a simple query on a cache miss, with the key to cache its answer.
     Slow(Option<CacheKey>),
+    /// A cache miss to relay upstream with the forwarder.
+    Forward(super::forward::ForwardJob),
 }
 
 impl FastPath {
@@ -228,6 +236,22 @@ impl FastPath {
                     hit.map(|m| (policy, m)),
                 );
                 FastOutcome::Answer
+            }
+            None if self.forwarder.is_some() => {
+                self.metrics.query(qtype);
+                self.metrics.action(action);
+                if let Some(m) = &hit {
+                    self.metrics.ioc_hit(&policy, m, Action::Log);
+                }
+                FastOutcome::Forward(super::forward::ForwardJob {
+                    key: CacheKey::new(&q),
+                    name: NameBuf::new(q.name()),
+                    qtype: q.qtype,
+                    question_end: q.question_end,
+                    edns: q.edns.is_some(),
+                    action,
+                    hit: hit.map(|m| (policy, m)),
+                })
             }
             None => FastOutcome::Slow(Some(CacheKey::new(&q))),
         }
@@ -382,7 +406,7 @@ fn key_bytes(q: &SimpleQuery<'_>) -> ([u8; 259], usize) {
     let mut k = [0u8; 259];
     k[..q.wire_len].copy_from_slice(&q.wire[..q.wire_len]);
     k[q.wire_len..q.wire_len + 2].copy_from_slice(&q.qtype.to_be_bytes());
-    k[q.wire_len + 2] = u8::from(q.edns.is_some());
+    k[q.wire_len + 2] = u8::from(q.edns.is_some()) + u8::from(q.dnssec_ok);
     (k, q.wire_len + 3)
 }
 
@@ -578,6 +602,35 @@ fn scan_response(b: &[u8]) -> Option<Scan> {
         return None;
     }
     Some(scan)
+}
+
+/// RCODE and A/AAAA answer addresses of any response (for events), `None` if malformed.
+pub fn scan_answer(b: &[u8]) -> Option<(u16, AnswerAddrs)> {
+    if b.len() < 12 {
+        return None;
+    }
+    let rcode = u16::from(b[3] & 0x0f);
+    let qd = u16::from_be_bytes([b[4], b[5]]) as usize;
+    let an = u16::from_be_bytes([b[6], b[7]]) as usize;
+    let mut pos = 12;
+    for _ in 0..qd {
+        pos = skip_name(b, pos)? + 4;
+    }
+    let mut addrs = AnswerAddrs::default();
+    for _ in 0..an {
+        pos = skip_name(b, pos)?;
+        let hdr = b.get(pos..pos + 10)?;
+        let rtype = u16::from_be_bytes([hdr[0], hdr[1]]);
+        let rdlen = u16::from_be_bytes([hdr[8], hdr[9]]) as usize;
+        let rdata = b.get(pos + 10..pos + 10 + rdlen)?;
+        match (rtype, rdlen) {
+            (1, 4) => addrs.push(IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
+            (28, 16) => addrs.push(IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
+            _ => {}
+        }
+        pos += 10 + rdlen;
+    }
+    Some((rcode, addrs))
 }
 
 /// Position after a (possibly compressed) name at `pos`.

@@ -3,6 +3,7 @@
 //! served by [`crate::app`] or embedded in another hickory server.
 
 pub mod fast;
+pub mod forward;
 mod handler;
 pub mod response;
 pub mod server;

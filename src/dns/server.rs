@@ -154,6 +154,13 @@ async fn udp_loop<H: RequestHandler + Clone>(
                 }
                 FastOutcome::Silent => continue,
                 FastOutcome::Slow(key) => cache_key = key.map(|k| (fast.cache.clone(), k)),
+                FastOutcome::Forward(job) => match &fast.forwarder {
+                    Some(fwd) => match fwd.dispatch(job, raw, src, &sock) {
+                        Ok(()) => continue,
+                        Err(job) => cache_key = Some((fast.cache.clone(), job.key)),
+                    },
+                    None => cache_key = Some((fast.cache.clone(), job.key)),
+                },
             }
         }
         match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {

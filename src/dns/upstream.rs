@@ -76,6 +76,29 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+/// The configured servers as socket addresses, in order (`system` expands to the name servers
+/// of resolv.conf, port 53 unless it says otherwise).
+pub fn server_addrs(cfg: &UpstreamConfig) -> Result<Vec<SocketAddr>, UpstreamError> {
+    let mut out = Vec::new();
+    for s in &cfg.servers {
+        match s {
+            UpstreamServer::Addr(a) => out.push(*a),
+            UpstreamServer::System => {
+                let (sys, _) = hickory_resolver::system_conf::read_system_conf()
+                    .map_err(|e| UpstreamError::SystemConf(e.to_string()))?;
+                for ns in sys.name_servers() {
+                    let port = ns.connections.first().map_or(53, |c| c.port);
+                    let addr = SocketAddr::new(ns.ip, port);
+                    if !out.contains(&addr) {
+                        out.push(addr);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl Upstream {
     /// Builds the resolver. Needs a tokio runtime.
     pub fn from_config(cfg: &UpstreamConfig) -> Result<Self, UpstreamError> {

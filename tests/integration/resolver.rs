@@ -383,3 +383,27 @@ async fn malformed_packets_get_formerr_or_nothing() {
     let r = query(srv.udp, Proto::Udp, "www.example.test.", RecordType::A).await;
     assert_eq!(addrs(&r), ["192.0.2.10"]);
 }
+
+#[tokio::test]
+async fn fails_over_to_the_next_upstream_within_the_timeout() {
+    let up = start_upstream().await;
+    let dead = dead_upstream();
+    let mut srv = start_server_with(&[dead, up.addr], &feeds(), "").await;
+    for proto in BOTH {
+        let started = std::time::Instant::now();
+        let r = query(
+            srv.udp_for(proto),
+            proto,
+            "www.example.test.",
+            RecordType::A,
+        )
+        .await;
+        assert_eq!(addrs(&r), ["192.0.2.10"], "{proto:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1500),
+            "{proto:?}"
+        );
+    }
+    let events = srv.stop_and_read_events().await;
+    assert!(events.iter().all(|e| e["ResultCode"] == 0));
+}

@@ -234,6 +234,20 @@ pub async fn start_server(
     feeds: &[(&str, &str, &str)],
     extra_toml: &str,
 ) -> TestServer {
+    start_server_with(&[upstream], feeds, extra_toml).await
+}
+
+/// Like [`start_server`] with several upstream servers, in order.
+pub async fn start_server_with(
+    upstreams: &[SocketAddr],
+    feeds: &[(&str, &str, &str)],
+    extra_toml: &str,
+) -> TestServer {
+    let upstream = upstreams
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let dir = tempfile::tempdir().unwrap();
     let mut toml = format!(
         r#"
@@ -243,7 +257,7 @@ allow = ["127.0.0.1/32", "::1/128"]
 computer = "test-resolver"
 
 [upstream]
-servers = ["{upstream}"]
+servers = [{upstream}]
 timeout_ms = 1000
 
 [events]
