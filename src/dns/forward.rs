@@ -157,6 +157,8 @@ impl RawForwarder {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    // The job comes back by value on failure; boxing it would allocate on every miss.
+    #[allow(clippy::result_large_err)]
     /// Sends `raw` upstream on behalf of `client`. Gives the job back (nothing sent, the caller
     /// takes the full path) when the forwarder is saturated or the send fails.
     pub fn dispatch(
