@@ -14,6 +14,21 @@ fn dig_available() -> bool {
 
 struct Daemon(Child);
 
+impl Daemon {
+    /// Waits (at most 10 s) for the process to exit after a signal; it must exit with success.
+    fn wait_clean_exit(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                assert!(status.success(), "exit status {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -126,15 +141,7 @@ async fn dig_against_the_shipped_config() {
     // SIGTERM: clean stop, events flushed.
     let pid = daemon.0.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    daemon.wait_clean_exit();
     let evs = read_events(Path::new(&events));
     assert_eq!(evs.len(), 4, "{evs:#?}");
     let hit = &evs[0];
@@ -244,15 +251,7 @@ async fn sighup_reloads_and_sigterm_loses_no_answered_query() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let answered = client.await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    daemon.wait_clean_exit();
     let evs = read_events(Path::new(&events));
     assert!(
         answered > 20,
