@@ -19,6 +19,9 @@
 #   IOCDNS_CACHE_SIZE  upstream.cache_size (default 400000: the whole benign set, A and AAAA,
 #                      like the peers' caches that hold the working set)
 #   IOCDNS_WORKERS     tokio worker threads (default 1)
+#   IOCDNS_UDP_SOCKETS server.udp_sockets (SO_REUSEPORT sockets; builds from 493335d on; unset =
+#                      the binary's default, 0 = one per available core = 1 under the rig's pinning)
+#   IOCDNS_EXTRA_TOML  extra lines appended to the config (e.g. a [metrics] section)
 #   IOCDNS_WRAP        optional command prefix, e.g. "perf record -g -o /tmp/x.data --"
 #                      (profiling only: the rig then measures the wrapper's session)
 #   RUST_LOG           passed through (default: iocdns' own default, info)
@@ -56,6 +59,7 @@ allow = ["127.0.0.0/8", "::1/128"]
 computer = "bench"
 max_in_flight = 4096
 until_ready = "servfail"
+${IOCDNS_UDP_SOCKETS:+udp_sockets = $IOCDNS_UDP_SOCKETS}
 
 [upstream]
 servers = ["$BENCH_UPSTREAM_ADDR:$BENCH_UPSTREAM_PORT"]
@@ -76,6 +80,7 @@ format = "domains"
 [events]
 path = "$BENCH_WORKDIR/events.ndjson"
 queries = "$events"
+${IOCDNS_EXTRA_TOML:-}
 CONF
 export TOKIO_WORKER_THREADS=${IOCDNS_WORKERS:-1}
 # shellcheck disable=SC2086  # IOCDNS_WRAP is a word list on purpose

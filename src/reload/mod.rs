@@ -173,8 +173,15 @@ impl Reloader {
             reason = ?req,
             "policy reloaded"
         );
-        // Free the old snapshot off the runtime (1M entries take a while to drop).
-        tokio::task::spawn_blocking(move || drop(old));
+        // Free the old snapshot off the DNS path: wait until queries in flight (and queued
+        // events) have let go of it, so the last reference is dropped here, not on a worker.
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            drop(old);
+        });
         Some(report)
     }
 
