@@ -55,6 +55,11 @@ for _ in $(seq 1 200); do
     sleep 0.1
 done
 
+# Warm-up (not measured): fills the response cache and NSD's, so the measured run sees the
+# steady state plus the reloads, not the cold start.
+taskset -c "$LOADGEN_CPU" timeout 30 dnsperf -s 127.0.0.1 -p 5310 -d "$RIG/data/queries/$QUERIES.txt" \
+    -l 5 -c 4 -q 200 -t 2 -Q "$RATE" >/dev/null 2>&1 || true
+
 # Reloads while the load runs: replace the feed by rename (as curl -o tmp && mv does).
 (
     for i in $(seq 1 "$RELOADS"); do
@@ -63,8 +68,11 @@ done
     done
 ) &
 pids+=($!)
+( [[ -n "${PROBE:-}" ]] && python3 /tmp/probe.py $DURATION > "$work/probe.txt" 2>&1 ) &
+pids+=($!)
 taskset -c "$LOADGEN_CPU" timeout $((DURATION + 30)) dnsperf -s 127.0.0.1 -p 5310 -d "$RIG/data/queries/$QUERIES.txt" \
     -l "$DURATION" -c 4 -q 200 -t 2 -Q "$RATE" >"$work/dnsperf.txt" 2>&1 || true
 grep -E "Queries sent|Queries completed|Queries lost|Average Latency|Latency StdDev" "$work/dnsperf.txt"
 echo "reloads completed: $(grep -c 'policy reloaded' "$work/iocdns.log")"
 grep 'policy reloaded' "$work/iocdns.log" | sed -e 's/.*took_ms=\([0-9]*\).*/  reload took \1 ms/'
+[[ -n "${PROBE:-}" ]] && { cat "$work/probe.txt"; grep -E "policy reloaded|feed loaded|watched" "$work/iocdns.log" | cut -c12-23,30-80; }

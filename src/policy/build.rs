@@ -107,9 +107,12 @@ pub fn build(
     previous: Option<&PolicySnapshot>,
 ) -> (PolicySnapshot, BuildReport) {
     let mut report = BuildReport::default();
-    let mut names = DomainMatcherBuilder::new();
-    let mut labels: Vec<u8> = Vec::new();
-    let mut pairs: Vec<(u32, Rule)> = Vec::new();
+    // On a reload, size everything like the running snapshot: no table doubling and no large
+    // reallocations (each is an mremap/munmap that stalls the DNS threads' page faults).
+    let (n_names, n_rules) = previous.map_or((0, 0), |p| (p.names(), p.rules_len()));
+    let mut names = DomainMatcherBuilder::with_capacity(n_names + n_names / 16);
+    let mut labels: Vec<u8> = Vec::with_capacity(n_names + n_names / 16);
+    let mut pairs: Vec<(u32, Rule)> = Vec::with_capacity(n_rules + n_rules / 16);
     let mut extras: Vec<RuleExtra> = Vec::new();
     let mut feeds = Vec::new();
 
