@@ -11,10 +11,14 @@
 //! * [`policy`]: build-then-freeze matcher and [`policy::PolicySnapshot`], swapped atomically
 //!   through [`policy::SharedPolicy`]; decides per query with no lock and no allocation.
 //! * [`dns`]: [`dns::IocHandler`], a hickory-server `RequestHandler` (embeddable in another
-//!   hickory server), and the hickory-resolver upstream.
+//!   hickory server) with the hickory-resolver upstream; the UDP fast path
+//!   ([`dns::fast`]: blocked and cached answers from the receive loop), the packet relay for
+//!   cache misses ([`dns::forward`]) and the UDP/TCP listeners ([`dns::server`]).
 //! * [`events`]: the `DnsEvents` wire format and the bounded, never-blocking writer.
-//! * [`metrics`]: metric names and handles.
-//! * [`app`]: wiring, listeners, shutdown.
+//! * [`reload`]: hot reload (file watcher, SIGHUP, last-good fallback per feed).
+//! * [`remote`]: downloading `url` feeds (conditional GET, retries, zip, on-disk cache).
+//! * [`metrics`]: metric names and handles, the Prometheus endpoint.
+//! * [`app`]: wiring, start-up order, shutdown.
 //! * [`cli`]: the `check` and `lint` commands.
 
 #![forbid(unsafe_code)]
