@@ -1,7 +1,7 @@
 //! Policy: the frozen, shareable answer to "what do we do with this name?".
 //!
 //! A [`PolicySnapshot`] is built off the query path from the feeds and the allowlist
-//! ([`build`]), then published through [`SharedPolicy`] (an `ArcSwap`): a query does one
+//! ([`build`](fn@build)), then published through [`SharedPolicy`] (an `ArcSwap`): a query does one
 //! lock-free load and a handful of hash probes, with no allocation and no lock.
 //!
 //! # Matching semantics
@@ -74,7 +74,7 @@ pub enum RuleEffect {
 /// data) lives in the [`RuleExtra`] side table.
 #[derive(Clone, Copy, Debug)]
 pub struct Rule {
-    /// Index into [`PolicySnapshot::extras`], or `u32::MAX` for none.
+    /// Index into the snapshot's [`RuleExtra`] side table, or `u32::MAX` for none.
     pub extra: u32,
     /// Index into [`PolicySnapshot::feeds`].
     pub feed: u8,
@@ -122,7 +122,7 @@ pub struct FeedInfo {
     pub confidence: u8,
 }
 
-/// The immutable policy in force. Cheap to share (`Arc`), never mutated after [`build`].
+/// The immutable policy in force. Cheap to share (`Arc`), never mutated after [`build`](fn@build).
 #[derive(Debug, Default)]
 pub struct PolicySnapshot {
     /// False only for the placeholder served before the first load completes.

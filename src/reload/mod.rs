@@ -9,7 +9,7 @@
 //!    written) apply; parts that need a restart (listeners, upstream, event file path, metrics
 //!    listener) are logged as such.
 //! 2. Build a new snapshot on a blocking thread with the running snapshot as fallback: a feed
-//!    that fails as a whole keeps its last good entries (see [`crate::policy::build`]).
+//!    that fails as a whole keeps its last good entries (see [`crate::policy::build`](fn@crate::policy::build)).
 //! 3. Publish. In-flight queries finish on the snapshot they loaded; new ones see the new one.
 
 pub mod watcher;
