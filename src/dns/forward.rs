@@ -171,7 +171,19 @@ impl RawForwarder {
         if self.servers.is_empty() {
             return Err(job);
         }
-        let mut packet: Box<[u8]> = raw.into();
+        // Forward the OPT record without its options (cookies, padding, client subnet...): the
+        // answer must not carry anything tied to this client, since it is cached and served to
+        // others (a cached client cookie makes `dig` warn about a cookie mismatch).
+        let end = if job.edns && raw.len() > job.question_end + 11 {
+            job.question_end + 11
+        } else {
+            raw.len()
+        };
+        let mut packet: Box<[u8]> = raw[..end].into();
+        if end != raw.len() {
+            packet[end - 2] = 0;
+            packet[end - 1] = 0;
+        }
         let now = Instant::now();
         let id = {
             let Ok(mut pending) = self.pending.lock() else {

@@ -407,3 +407,34 @@ async fn fails_over_to_the_next_upstream_within_the_timeout() {
     let events = srv.stop_and_read_events().await;
     assert!(events.iter().all(|e| e["ResultCode"] == 0));
 }
+
+#[tokio::test]
+async fn edns_options_are_not_forwarded_or_cached() {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    let up = start_upstream().await;
+    let srv = start_server(up.addr, &feeds(), "").await;
+    // A query with a client cookie, twice (the second from the cache): both plain answers.
+    for _ in 0..2 {
+        let mut msg = request("www.example.test.", RecordType::A);
+        if let Some(edns) = msg.edns.as_mut() {
+            edns.options_mut().insert(EdnsOption::Unknown(
+                u16::from(EdnsCode::Cookie),
+                vec![1, 2, 3, 4, 5, 6, 7, 8],
+            ));
+        }
+        let r = exchange(srv.udp, Proto::Udp, &msg, "127.0.0.1".parse().unwrap())
+            .await
+            .expect("answer");
+        assert_eq!(addrs(&r), ["192.0.2.10"]);
+        let opts = r
+            .edns
+            .as_ref()
+            .map(|e| e.options().options.len())
+            .unwrap_or(0);
+        assert_eq!(
+            opts, 0,
+            "no client-specific option in a shared answer: {:?}",
+            r.edns
+        );
+    }
+}

@@ -146,13 +146,20 @@ impl RequestHandler for StubUpstream {
                 meta.response_code = ResponseCode::NXDomain;
             }
         }
-        let response = MessageResponseBuilder::from_message_request(request).build(
-            meta,
-            answers.iter(),
-            authorities.iter(),
-            [],
-            [],
-        );
+        // Like a cookie-aware server: answer EDNS with EDNS and echo the request's options.
+        let echo = request.edns.as_ref().map(|req| {
+            let mut e = Edns::new();
+            e.set_max_payload(1232);
+            for (_, opt) in req.options().options.iter() {
+                e.options_mut().insert(opt.clone());
+            }
+            e
+        });
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = &echo {
+            builder.edns(e);
+        }
+        let response = builder.build(meta, answers.iter(), authorities.iter(), [], []);
         rh.send_response(response).await.expect("send")
     }
 }
