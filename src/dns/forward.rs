@@ -53,6 +53,7 @@ struct Pending {
     job: ForwardJob,
     client: SocketAddr,
     client_id: [u8; 2],
+    client_rd: bool,
     listener: Arc<UdpSocket>,
     /// The query as sent (our id), for resends and question checks.
     packet: Box<[u8]>,
@@ -180,6 +181,9 @@ impl RawForwarder {
             raw.len()
         };
         let mut packet: Box<[u8]> = raw[..end].into();
+        // Always ask for recursion (we are the client's recursive service, and the answer is
+        // shared through the cache); the client's own RD bit is restored in the answer.
+        packet[2] |= 0x01;
         if end != raw.len() {
             packet[end - 2] = 0;
             packet[end - 1] = 0;
@@ -203,6 +207,7 @@ impl RawForwarder {
                     job,
                     client,
                     client_id: [raw[0], raw[1]],
+                    client_rd: raw[2] & 0x01 != 0,
                     listener: listener.clone(),
                     packet: packet.clone(),
                     started: now,
@@ -242,8 +247,10 @@ impl RawForwarder {
 
     fn finish(&self, p: Pending, answer: &mut [u8], from_upstream: bool) {
         answer[0..2].copy_from_slice(&p.client_id);
-        // We are a recursive service, not the authority: RA set, AA cleared (as the full path).
+        // We are a recursive service, not the authority: RA set, AA cleared (as the full path);
+        // RD as the client sent it.
         answer[2] &= !0x04;
+        answer[2] = (answer[2] & !0x01) | u8::from(p.client_rd);
         answer[3] |= 0x80;
         let sent = match p.listener.try_send_to(answer, p.client) {
             Ok(_) => true,
