@@ -15,7 +15,7 @@
 #   IOCDNS_COMMIT      commit shown by --version (run-iocdns.sh sets it; default: git of the
 #                      binary's folder, "+dirty" when its tracked files differ from HEAD)
 #   IOCDNS_EVENTS      all | matches | none   events.queries (default all); events go to
-#                      $BENCH_WORKDIR/events.ndjson (deleted with the work folder unless KEEP_WORK=1)
+#                      $BENCH_WORKDIR/events/events.ndjson (deleted with the work folder unless KEEP_WORK=1)
 #   IOCDNS_CACHE_SIZE  upstream.cache_size (default 400000: the whole benign set, A and AAAA,
 #                      like the peers' caches that hold the working set)
 #   IOCDNS_WORKERS     tokio worker threads (default 1)
@@ -78,7 +78,7 @@ path = "$BENCH_BL_PLAIN"
 format = "domains"
 
 [events]
-path = "$BENCH_WORKDIR/events.ndjson"
+path = "$BENCH_WORKDIR/events/events.ndjson"
 queries = "$events"
 ${IOCDNS_EXTRA_TOML:-}
 CONF
