@@ -26,7 +26,7 @@ use super::ClientAcl;
 use crate::config::Action;
 use crate::events::{AnswerAddrs, EventSink, NameBuf, PolicyAction, QueryRecord};
 use crate::metrics::Metrics;
-use crate::policy::{Match, PolicySnapshot, SharedPolicy, Verdict, suffix_of};
+use crate::policy::{Match, PolicySnapshot, SharedPolicy, Verdict};
 
 /// A parsed plain query. Borrowed from the packet; the name is copied lower-cased on the stack.
 pub struct SimpleQuery<'a> {
@@ -298,7 +298,6 @@ fn write_blocked(
 ) -> (u16, AnswerAddrs) {
     let raw = q.raw;
     let rule = policy.rule(m.rule);
-    let extra = policy.extra(rule);
     let s = &policy.settings;
     let mut addrs = AnswerAddrs::default();
     let rcode: u16 = match action {
@@ -308,10 +307,7 @@ fn write_blocked(
     };
     let mut answer: Option<IpAddr> = None;
     if action == Action::Sinkhole {
-        let (v4, v6) = match extra.filter(|e| e.local_data) {
-            Some(e) => (e.local_v4, e.local_v6),
-            None => (Some(s.sinkhole_ipv4), Some(s.sinkhole_ipv6)),
-        };
+        let (v4, v6) = policy.sinkhole_addrs(rule);
         answer = match q.qtype {
             1 => v4.map(IpAddr::V4),
             28 => v6.map(IpAddr::V6),
@@ -358,31 +354,10 @@ fn write_blocked(
         push_u16(out, 0);
         push_u16(out, 15);
         let text_start = out.len();
-        let feed = &policy.feeds[rule.feed as usize].name;
-        out.extend_from_slice(b"blocked by iocdns: feed=");
-        out.extend_from_slice(feed.as_bytes());
-        out.extend_from_slice(b" ioc=");
-        out.extend_from_slice(suffix_of(q.name(), m.suffix_labels));
-        if let Some(meta) = extra.map(|e| &e.meta) {
-            if let Some(id) = &meta.id {
-                out.extend_from_slice(b" id=");
-                out.extend_from_slice(id.as_bytes());
-            }
-            if let Some(mw) = &meta.malware {
-                out.extend_from_slice(b" malware=");
-                out.extend_from_slice(mw.as_bytes());
-            }
-        }
+        super::response::block_reason(out, policy, m, q.name());
         // Same cap as the full path, on a char boundary.
-        let mut text_len = out.len() - text_start;
-        if text_len > 200 {
-            let mut cut = 200;
-            while cut > 0 && (out[text_start + cut] & 0xc0) == 0x80 {
-                cut -= 1;
-            }
-            out.truncate(text_start + cut);
-            text_len = cut;
-        }
+        let text_len = super::response::ede_text_len(&out[text_start..]);
+        out.truncate(text_start + text_len);
         let optlen = (2 + text_len) as u16;
         out[optlen_at..optlen_at + 2].copy_from_slice(&optlen.to_be_bytes());
         out[rdlen_at..rdlen_at + 2].copy_from_slice(&(optlen + 4).to_be_bytes());

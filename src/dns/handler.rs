@@ -21,8 +21,8 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::response::{
-    EDE_BLOCKED, EDE_NO_REACHABLE_AUTHORITY, EDE_OTHER, EDE_PROHIBITED, ede, record_ip,
-    sinkhole_record,
+    EDE_BLOCKED, EDE_NO_REACHABLE_AUTHORITY, EDE_OTHER, EDE_PROHIBITED, block_reason, ede,
+    record_ip, sinkhole_record,
 };
 use super::upstream::{Upstream, UpstreamFailure};
 use crate::config::{Action, UntilReady};
@@ -208,26 +208,17 @@ fn blocked(
 ) -> Outcome {
     let rule = *policy.rule(m.rule);
     let feed = &policy.feeds[rule.feed as usize].name;
-    let extra = policy.extra(&rule);
     let entry = String::from_utf8_lossy(suffix_of(qname, m.suffix_labels));
-    let mut text = format!("blocked by iocdns: feed={feed} ioc={entry}");
-    if let Some(id) = extra.and_then(|e| e.meta.id.as_deref()) {
-        text.push_str(&format!(" id={id}"));
-    }
-    if let Some(mw) = extra.and_then(|e| e.meta.malware.as_deref()) {
-        text.push_str(&format!(" malware={mw}"));
-    }
+    let mut text = Vec::with_capacity(128);
+    block_reason(&mut text, &policy, &m, qname);
+    let text = String::from_utf8_lossy(&text);
     let mut out = Outcome::rcode(ResponseCode::NoError, PolicyAction::Ioc(action));
     out.ede = Some(ede(EDE_BLOCKED, &text));
     match action {
         Action::Sinkhole => {
-            let s = &policy.settings;
-            let (v4, v6) = match extra.filter(|e| e.local_data) {
-                Some(e) => (e.local_v4, e.local_v6),
-                None => (Some(s.sinkhole_ipv4), Some(s.sinkhole_ipv6)),
-            };
+            let (v4, v6) = policy.sinkhole_addrs(&rule);
             let owner: Name = name.into();
-            if let Some(r) = sinkhole_record(&owner, qtype, v4, v6, s.ttl) {
+            if let Some(r) = sinkhole_record(&owner, qtype, v4, v6, policy.settings.ttl) {
                 out.answers.push(r);
             }
         }

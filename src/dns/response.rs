@@ -6,6 +6,8 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use crate::policy::{Match, PolicySnapshot, suffix_of};
+
 /// RFC 8914 info-code 15: Blocked (the operator's policy blocked the name).
 pub const EDE_BLOCKED: u16 = 15;
 /// RFC 8914 info-code 18: Prohibited (the client is not allowed to query).
@@ -21,18 +23,46 @@ const EDE_OPTION: u16 = 15;
 /// Builds an Extended DNS Error option: 2-byte info-code then UTF-8 extra text (capped so the
 /// answer stays well inside a 512-byte UDP payload).
 pub fn ede(info_code: u16, text: &str) -> EdnsOption {
-    let mut text = text;
-    while text.len() > 200 {
-        let mut cut = 200;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text = &text[..cut];
-    }
+    let text = &text.as_bytes()[..ede_text_len(text.as_bytes())];
     let mut data = Vec::with_capacity(2 + text.len());
     data.extend_from_slice(&info_code.to_be_bytes());
-    data.extend_from_slice(text.as_bytes());
+    data.extend_from_slice(text);
     EdnsOption::Unknown(EDE_OPTION, data)
+}
+
+/// Appends the EDE 15 text of a blocked answer (`blocked by iocdns: feed=… ioc=… id=…
+/// malware=…`) to `out`; shared by the fast path and the full path so `dig` shows the same.
+pub fn block_reason(out: &mut Vec<u8>, policy: &PolicySnapshot, m: &Match, qname: &[u8]) {
+    let rule = policy.rule(m.rule);
+    out.extend_from_slice(b"blocked by iocdns: feed=");
+    out.extend_from_slice(policy.feeds[rule.feed as usize].name.as_bytes());
+    out.extend_from_slice(b" ioc=");
+    out.extend_from_slice(suffix_of(qname, m.suffix_labels));
+    if let Some(meta) = policy.extra(rule).map(|e| &e.meta) {
+        if let Some(id) = &meta.id {
+            out.extend_from_slice(b" id=");
+            out.extend_from_slice(id.as_bytes());
+        }
+        if let Some(mw) = &meta.malware {
+            out.extend_from_slice(b" malware=");
+            out.extend_from_slice(mw.as_bytes());
+        }
+    }
+}
+
+/// Longest EDE extra text, so answers stay well inside a 512-byte payload.
+pub const EDE_TEXT_MAX: usize = 200;
+
+/// Length of `text` cut to at most [`EDE_TEXT_MAX`] bytes on a UTF-8 character boundary.
+pub fn ede_text_len(text: &[u8]) -> usize {
+    if text.len() <= EDE_TEXT_MAX {
+        return text.len();
+    }
+    let mut cut = EDE_TEXT_MAX;
+    while cut > 0 && (text[cut] & 0xc0) == 0x80 {
+        cut -= 1;
+    }
+    cut
 }
 
 /// The sinkhole answer for `qtype`: one A or AAAA record, or `None` for every other type (the

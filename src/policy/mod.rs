@@ -289,6 +289,18 @@ impl PolicySnapshot {
         &self.rules[index as usize]
     }
 
+    /// The addresses a sinkhole answer for `rule` uses: its RPZ local data when it has some
+    /// (a missing family then gets NODATA), else the configured sinkhole addresses.
+    pub fn sinkhole_addrs(&self, rule: &Rule) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+        match self.extra(rule).filter(|e| e.local_data) {
+            Some(e) => (e.local_v4, e.local_v6),
+            None => (
+                Some(self.settings.sinkhole_ipv4),
+                Some(self.settings.sinkhole_ipv6),
+            ),
+        }
+    }
+
     /// Effective confidence of a rule.
     pub fn confidence(&self, rule: &Rule) -> u8 {
         match self.extras.get(rule.extra as usize) {
