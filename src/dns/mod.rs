@@ -2,6 +2,7 @@
 //! upstream client. [`IocHandler`] implements hickory-server's `RequestHandler`, so it can be
 //! served by [`crate::app`] or embedded in another hickory server.
 
+pub mod batch;
 pub mod fast;
 pub mod forward;
 mod handler;

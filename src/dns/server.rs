@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::CACHEABLE;
+use super::batch::{RecvBatch, SendBatch};
 use super::fast::{CacheKey, FastOutcome, FastPath, ResponseCache};
 
 /// Largest DNS message over TCP.
@@ -121,67 +122,88 @@ async fn udp_loop<H: RequestHandler + Clone>(
     queries: TaskTracker,
     stop: CancellationToken,
 ) {
-    let mut buf = vec![0u8; 4096];
-    let mut out = Vec::with_capacity(1024);
+    // Queries are taken in batches (one recvmmsg) and the answers the receive loop produces
+    // itself (blocked, cached, FORMERR) leave together (one sendmmsg); see `batch`.
+    let mut rx = RecvBatch::new();
+    let mut tx = SendBatch::new();
     loop {
-        let (len, src) = tokio::select! {
-            r = sock.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    debug!(error = %e, "udp receive error");
-                    continue;
-                }
+        tokio::select! {
+            r = sock.readable() => if let Err(e) = r {
+                debug!(error = %e, "udp socket not readable");
+                continue;
             },
             _ = stop.cancelled() => return,
-        };
-        let raw = &buf[..len];
-        if len < 12 || raw[2] & 0x80 != 0 {
-            continue;
         }
-        let mut cache_key = None;
-        if let Some(fast) = &fast {
-            match fast.handle(raw, src, &mut out) {
-                FastOutcome::Answer => {
-                    // Loopback and LAN sends rarely block; when they would, wait for the socket.
-                    match sock.try_send_to(&out, src) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            let _ = sock.send_to(&out, src).await;
-                        }
-                        Err(e) => debug!(error = %e, "udp send error"),
-                    }
-                    continue;
-                }
-                FastOutcome::Silent => continue,
-                FastOutcome::Slow(key) => cache_key = key.map(|k| (fast.cache.clone(), k)),
-                FastOutcome::Forward(job) => match &fast.forwarder {
-                    Some(fwd) => match fwd.dispatch(job, raw, src, &sock) {
-                        Ok(()) => continue,
-                        Err(job) => cache_key = Some((fast.cache.clone(), job.key)),
-                    },
-                    None => cache_key = Some((fast.cache.clone(), job.key)),
+        match rx.try_recv(&sock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                debug!(error = %e, "udp receive error");
+                continue;
+            }
+        }
+        for i in 0..rx.len() {
+            let (raw, src) = rx.get(i);
+            handle_datagram(raw, src, &sock, &handler, fast.as_ref(), &queries, &mut tx);
+            if tx.is_full() {
+                tx.flush(&sock).await;
+            }
+        }
+        tx.flush(&sock).await;
+    }
+}
+
+/// Handles one query datagram: answers it into `tx` (fast path, FORMERR), hands it to the
+/// packet relay, or spawns the full hickory path for it.
+fn handle_datagram<H: RequestHandler + Clone>(
+    raw: &[u8],
+    src: SocketAddr,
+    sock: &Arc<UdpSocket>,
+    handler: &H,
+    fast: Option<&Arc<FastPath>>,
+    queries: &TaskTracker,
+    tx: &mut SendBatch,
+) {
+    if raw.len() < 12 || raw[2] & 0x80 != 0 {
+        return;
+    }
+    let mut cache_key = None;
+    if let Some(fast) = fast {
+        match fast.handle(raw, src, tx.next_buf()) {
+            FastOutcome::Answer => {
+                tx.push(src);
+                return;
+            }
+            FastOutcome::Silent => return,
+            FastOutcome::Slow(key) => cache_key = key.map(|k| (fast.cache.clone(), k)),
+            FastOutcome::Forward(job) => match &fast.forwarder {
+                Some(fwd) => match fwd.dispatch(job, raw, src, sock) {
+                    Ok(()) => return,
+                    Err(job) => cache_key = Some((fast.cache.clone(), job.key)),
                 },
-            }
+                None => cache_key = Some((fast.cache.clone(), job.key)),
+            },
         }
-        match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
-            Ok(req) => {
-                let responder = UdpResponder {
-                    sock: sock.clone(),
-                    dst: src,
-                    max: req.edns.as_ref().map_or(512, |e| e.max_payload().max(512)),
-                    cache: cache_key,
-                };
-                let handler = handler.clone();
-                queries.spawn(CACHEABLE.scope(std::cell::Cell::new(false), async move {
-                    handler
-                        .handle_request::<_, TokioTime>(&req, responder)
-                        .await;
-                }));
-            }
-            Err(_) => {
-                if let Some(resp) = formerr(raw) {
-                    let _ = sock.send_to(&resp, src).await;
-                }
+    }
+    match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
+        Ok(req) => {
+            let responder = UdpResponder {
+                sock: sock.clone(),
+                dst: src,
+                max: req.edns.as_ref().map_or(512, |e| e.max_payload().max(512)),
+                cache: cache_key,
+            };
+            let handler = handler.clone();
+            queries.spawn(CACHEABLE.scope(std::cell::Cell::new(false), async move {
+                handler
+                    .handle_request::<_, TokioTime>(&req, responder)
+                    .await;
+            }));
+        }
+        Err(_) => {
+            if let Some(resp) = formerr(raw) {
+                tx.next_buf().extend_from_slice(&resp);
+                tx.push(src);
             }
         }
     }
