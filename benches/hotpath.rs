@@ -16,7 +16,9 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use iocdns::config::Config;
 use iocdns::dns::ClientAcl;
 use iocdns::dns::fast::{FastOutcome, FastPath, ResponseCache, parse_simple};
-use iocdns::events::{EventSink, EventWriter};
+use iocdns::events::{
+    AnswerAddrs, EventSink, EventWriter, NameBuf, PolicyAction, QueryRecord, TimeCache, write_line,
+};
 use iocdns::metrics::Metrics;
 use iocdns::policy::{SharedPolicy, build};
 
@@ -153,6 +155,37 @@ fn bench(c: &mut Criterion) {
             matches!(
                 fx.fast.handle(black_box(&miss), src, &mut out),
                 FastOutcome::Slow(_)
+            )
+        })
+    });
+
+    // The event writer's per-line cost for a blocked query (formatting only, off the DNS path).
+    let snap = fx.fast.policy.current();
+    let iocdns::policy::Verdict::Matched(m) = snap.decide(b"www.ioc0004242x71.example") else {
+        panic!("the fixture's IOC must match")
+    };
+    let mut answers = AnswerAddrs::default();
+    answers.push("0.0.0.0".parse().unwrap());
+    let rec = QueryRecord {
+        time: std::time::SystemTime::now(),
+        client: "10.1.2.3".parse().unwrap(),
+        name: NameBuf::new(b"www.ioc0004242x71.example"),
+        qtype: 1,
+        rcode: Some(0),
+        answers,
+        action: PolicyAction::Ioc(iocdns::config::Action::Sinkhole),
+        hit: Some((snap.clone(), m)),
+    };
+    let mut times = TimeCache::default();
+    let mut line = Vec::with_capacity(1024);
+    c.bench_function("event_line_blocked", |b| {
+        b.iter(|| {
+            write_line(
+                black_box(&rec),
+                "resolver-01",
+                "Linux",
+                &mut times,
+                &mut line,
             )
         })
     });
