@@ -21,9 +21,10 @@
 //! * [`app`]: wiring, start-up order, shutdown.
 //! * [`cli`]: the `check` and `lint` commands.
 //!
-//! `unsafe` is denied everywhere except the two system calls of [`dns::batch`] (`recvmmsg`,
-//! `sendmmsg`): nix's `sendmmsg` reports how many datagrams went out only through an iterator
-//! that reads address slots it never filled, so the calls are made on `libc` directly.
+//! `unsafe` is denied everywhere except two small, commented places: the `recvmmsg` /
+//! `sendmmsg` calls of [`dns::batch`] (nix's `sendmmsg` reports how many datagrams went out
+//! only through an iterator that reads address slots it never filled, so the calls are made on
+//! `libc` directly) and the `madvise(MADV_HUGEPAGE)` hint that puts the matcher on huge pages.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

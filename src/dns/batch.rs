@@ -10,7 +10,7 @@
 //!
 //! Other systems get the same interface over one `recv_from` / `send_to` per datagram.
 //!
-//! All `unsafe` code of the crate is in this file: the headers handed to the kernel point only
+//! The `unsafe` code here is limited to the two calls: the headers handed to the kernel point only
 //! at buffers owned by the batch, rebuilt right before each call, so no pointer outlives the
 //! call that uses it.
 

@@ -18,6 +18,7 @@
 //!   the most specific name; the event lists every feed that matched in `IocFeed`.
 
 pub mod build;
+mod huge;
 pub mod matcher;
 #[cfg(test)]
 mod tests;
