@@ -6,8 +6,14 @@
 //! inode changes (a directory itself replaced). A burst of events is absorbed until 250 ms pass
 //! quietly (at most 1 s), then one request is sent: `ConfigChanged` if the config file was among
 //! the paths, else `FilesChanged`.
+//!
+//! Events for other files in those directories (an event log or a cache written next to the
+//! config, editor swap files) are dropped in notify's callback by file name, before they wake the
+//! watcher thread: an event file in the config folder is written hundreds of times a second
+//! under load, and each event used to cost a wake-up and a `canonicalize`.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
@@ -34,14 +40,23 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     // Created and armed before this returns, so no change made after start-up is missed.
     let (tx, rx) = channel::<notify::Result<notify::Event>>();
-    let watcher = notify::recommended_watcher(move |ev| {
-        let _ = tx.send(ev);
+    let names: Arc<Mutex<HashSet<OsString>>> = Arc::default();
+    let filter = names.clone();
+    let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        let wanted = match &ev {
+            Ok(ev) => filter.lock().is_ok_and(|names| concerns(ev, &names)),
+            Err(_) => true,
+        };
+        if wanted {
+            let _ = tx.send(ev);
+        }
     })
     .map_err(std::io::Error::other)?;
     let mut state = WatchState {
         watcher,
         watched: HashSet::new(),
         interesting: HashSet::new(),
+        names,
         paths,
     };
     state.refresh();
@@ -54,7 +69,23 @@ struct WatchState {
     watcher: notify::RecommendedWatcher,
     watched: HashSet<PathBuf>,
     interesting: HashSet<PathBuf>,
+    /// File names of `interesting`, for the cheap filter in notify's callback.
+    names: Arc<Mutex<HashSet<OsString>>>,
     paths: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+/// Whether `ev` may concern a watched file: not a mere access, and naming a watched file name
+/// (the full path check against `interesting` follows on the watcher thread). An event without
+/// paths (a queue overflow) is passed on.
+fn concerns(ev: &notify::Event, names: &HashSet<OsString>) -> bool {
+    if matches!(ev.kind, EventKind::Access(_)) {
+        return false;
+    }
+    ev.paths.is_empty()
+        || ev
+            .paths
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| names.contains(n)))
 }
 
 impl WatchState {
@@ -69,6 +100,14 @@ impl WatchState {
                 dirs.insert(d.to_path_buf());
             }
             self.interesting.insert(k);
+        }
+        if let Ok(mut names) = self.names.lock() {
+            names.clear();
+            names.extend(
+                list.iter()
+                    .filter_map(|p| p.file_name())
+                    .map(OsString::from),
+            );
         }
         for d in self.watched.drain() {
             let _ = self.watcher.unwatch(&d);
@@ -145,5 +184,59 @@ fn run(
             debug!(config_changed, files_changed, "watched files changed");
             state.refresh();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, CreateKind, ModifyKind};
+
+    fn event(kind: EventKind, paths: &[&str]) -> notify::Event {
+        let mut ev = notify::Event::new(kind);
+        ev.paths = paths.iter().map(PathBuf::from).collect();
+        ev
+    }
+
+    #[test]
+    fn callback_filter_passes_watched_names_only() {
+        let names: HashSet<OsString> = ["iocdns.toml", "threatfox.csv"]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        let modify = EventKind::Modify(ModifyKind::Any);
+        assert!(concerns(
+            &event(modify, &["/etc/iocdns/threatfox.csv"]),
+            &names
+        ));
+        assert!(concerns(
+            &event(modify, &["/etc/iocdns/iocdns.toml"]),
+            &names
+        ));
+        // A rename names both sides; the new name counts.
+        assert!(concerns(
+            &event(
+                modify,
+                &["/etc/iocdns/.tmp123", "/etc/iocdns/threatfox.csv"]
+            ),
+            &names
+        ));
+        assert!(concerns(
+            &event(EventKind::Create(CreateKind::File), &["x/threatfox.csv"]),
+            &names
+        ));
+        assert!(!concerns(
+            &event(modify, &["/etc/iocdns/events.ndjson"]),
+            &names
+        ));
+        assert!(!concerns(
+            &event(
+                EventKind::Access(AccessKind::Any),
+                &["/etc/iocdns/threatfox.csv"]
+            ),
+            &names
+        ));
+        // No path (e.g. the kernel queue overflowed): let the watcher thread decide.
+        assert!(concerns(&event(EventKind::Other, &[]), &names));
     }
 }
