@@ -12,16 +12,13 @@
 /// Buffers smaller than this stay on ordinary pages (a huge page would be mostly empty).
 const MIN_BYTES: usize = 4 << 20;
 
-/// A copy of `src` in memory advised for huge pages before it is first touched, so the kernel
-/// backs it with 2 MiB pages as the copy faults it in. Small slices are copied plainly.
-pub fn copy_to_huge_pages<T: Copy>(src: &[T]) -> Box<[T]> {
-    if std::mem::size_of_val(src) < MIN_BYTES {
-        return src.into();
+/// Asks the kernel to back `buf` with 2 MiB pages. Call it on memory that is not yet touched
+/// (a fresh `vec![0; n]` or a `Vec`'s spare capacity): pages are then faulted in huge, with no
+/// copy and no extra peak memory. Buffers under 4 MiB are left alone.
+pub fn advise_huge_pages<T>(buf: &mut [T]) {
+    if std::mem::size_of_val(buf) >= MIN_BYTES {
+        advise(buf);
     }
-    let mut fresh: Vec<T> = Vec::with_capacity(src.len());
-    advise(fresh.spare_capacity_mut());
-    fresh.extend_from_slice(src);
-    fresh.into_boxed_slice()
 }
 
 #[cfg(target_os = "linux")]
@@ -47,13 +44,23 @@ fn advise<T>(_buf: &mut [T]) {}
 
 #[cfg(test)]
 mod tests {
-    use super::copy_to_huge_pages;
+    use super::advise_huge_pages;
 
     #[test]
-    fn copies_are_equal_small_and_large() {
-        let small: Vec<u64> = (0..100).collect();
-        assert_eq!(&*copy_to_huge_pages(&small), &small[..]);
-        let large: Vec<u64> = (0..3_000_000).map(|i| i * 7).collect();
-        assert_eq!(&*copy_to_huge_pages(&large), &large[..]);
+    fn advised_memory_keeps_its_contents() {
+        let mut small = vec![7u64; 100];
+        advise_huge_pages(&mut small);
+        assert!(small.iter().all(|&v| v == 7));
+        let mut large = vec![0u64; 3_000_000];
+        advise_huge_pages(&mut large);
+        large
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = i as u64);
+        assert!(large.iter().enumerate().all(|(i, &v)| v == i as u64));
+        let mut spare: Vec<u8> = Vec::with_capacity(8 << 20);
+        advise_huge_pages(spare.spare_capacity_mut());
+        spare.extend_from_slice(&[1; 1000]);
+        assert_eq!(spare.len(), 1000);
     }
 }

@@ -74,12 +74,14 @@ impl DomainMatcherBuilder {
 
     /// An empty builder sized for about `n` names.
     pub fn with_capacity(n: usize) -> Self {
+        // A guess at the average entry size (header + a typical domain); capacity that stays
+        // unused is never touched, so it costs address space, not memory.
+        let mut arena = Vec::with_capacity(n.saturating_mul(32));
+        super::huge::advise_huge_pages(arena.spare_capacity_mut());
         Self {
-            // A guess at the average entry size (header + a typical domain); the arena is shrunk to
-            // fit in `build`.
-            arena: Vec::with_capacity(n.saturating_mul(32)),
+            arena,
             // Room for `n` names and about `n / 2` parent markers at the final load factor.
-            table: vec![0; final_capacity(n.saturating_add(n / 2))],
+            table: huge_table(final_capacity(n.saturating_add(n / 2))),
             len: 0,
             used: 0,
         }
@@ -104,6 +106,7 @@ impl DomainMatcherBuilder {
             off + name.len() + 9 < u32::MAX as usize,
             "DomainMatcherBuilder: more than 4 GiB of names"
         );
+        reserve_arena(&mut self.arena, name.len() + 9);
         push_header(&mut self.arena, self.len, name.len());
         let start = self.arena.len();
         self.arena.extend_from_slice(name);
@@ -155,14 +158,12 @@ impl DomainMatcherBuilder {
         let cap = table.len();
         if used == 0 || cap * 2 < used * 3 || cap * 2 > used * 5 {
             drop(table);
-            table = vec![0; final_capacity(used)];
+            table = huge_table(final_capacity(used));
             rehash(&mut table, &arena);
         }
-        // The frozen set is read at random on every query: move it onto huge pages (a copy of
-        // ~35 MiB for 1M names, a few milliseconds; see `huge`).
         DomainMatcher {
-            arena: super::huge::copy_to_huge_pages(&arena),
-            table: super::huge::copy_to_huge_pages(&table),
+            arena: arena.into_boxed_slice(),
+            table: table.into_boxed_slice(),
             len,
         }
     }
@@ -178,7 +179,7 @@ impl DomainMatcherBuilder {
             cap *= 2;
         }
         self.table = Vec::new(); // free the old table before allocating the new one
-        self.table = vec![0; cap];
+        self.table = huge_table(cap);
         self.used = rehash(&mut self.table, &self.arena);
     }
 }
@@ -303,6 +304,15 @@ impl DomainMatcher {
 /// Slot flag: some listed name is below this one.
 const BELOW: u64 = 1 << 31;
 const TAG: u64 = BELOW - 1;
+
+/// A zeroed table of `cap` slots, on huge pages where the kernel allows (see `huge`: the frozen
+/// table is read at random on every query). `vec![0; n]` maps fresh zero pages, so the advice
+/// comes before any page is touched.
+fn huge_table(cap: usize) -> Vec<u64> {
+    let mut table = vec![0; cap];
+    super::huge::advise_huge_pages(&mut table);
+    table
+}
 
 /// Table capacity for `slots` occupied slots: load factor at most 0.6.
 fn final_capacity(slots: usize) -> usize {
@@ -489,6 +499,20 @@ fn mark_batch(table: &mut [u64], arena: &[u8], batch: &[(usize, usize, u64)]) ->
 
 // ---------------------------------------------------------------------------------------------
 // Arena entries
+
+/// Makes room for `extra` bytes, doubling like `Vec` does, but into memory advised for huge
+/// pages before it is touched (a plain `Vec` reallocation would land the arena on 4 KiB pages;
+/// see `huge`). Costs the same copy a `Vec` growth does.
+fn reserve_arena(arena: &mut Vec<u8>, extra: usize) {
+    if arena.capacity() - arena.len() >= extra {
+        return;
+    }
+    let cap = (arena.capacity() * 2).max(arena.len() + extra).max(4096);
+    let mut grown = Vec::with_capacity(cap);
+    super::huge::advise_huge_pages(grown.spare_capacity_mut());
+    grown.extend_from_slice(arena);
+    *arena = grown;
+}
 
 fn push_header(arena: &mut Vec<u8>, id: u32, len: usize) {
     arena.extend_from_slice(&id.to_le_bytes());
