@@ -4,7 +4,8 @@
 #
 #   bench/reload-under-load.sh            (after bench/run-iocdns.sh has generated the rig data)
 #
-# Knobs: RATE (dnsperf -Q, default 20000), DURATION (s, default 30), RELOADS (default 4),
+# Knobs: RATE (dnsperf -Q, default 20000; "max" = no -Q, as fast as the -q 200 window allows,
+# i.e. a saturating load), DURATION (s, default 30), RELOADS (default 4),
 # IOCDNS_BIN (default target/release/iocdns), QUERIES (default mix), SERVER_CPU/LOADGEN_CPU.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,6 +18,8 @@ QUERIES=${QUERIES:-mix}
 SERVER_CPU=${SERVER_CPU:-1}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 LIST=$RIG/data/blocklist/1000000/plain.txt
+rate_args=(-Q "$RATE")
+[[ "$RATE" == max ]] && rate_args=()
 [[ -f "$LIST" ]] || { echo "no rig data at $LIST: run bench/run-iocdns.sh first" >&2; exit 2; }
 work=$(mktemp -d)
 pids=()
@@ -58,7 +61,7 @@ done
 # Warm-up (not measured): fills the response cache and NSD's, so the measured run sees the
 # steady state plus the reloads, not the cold start.
 taskset -c "$LOADGEN_CPU" timeout 30 dnsperf -s 127.0.0.1 -p 5310 -d "$RIG/data/queries/$QUERIES.txt" \
-    -l 5 -c 4 -q 200 -t 2 -Q "$RATE" >/dev/null 2>&1 || true
+    -l 5 -c 4 -q 200 -t 2 "${rate_args[@]}" >/dev/null 2>&1 || true
 
 # Reloads while the load runs: replace the feed by rename (as curl -o tmp && mv does).
 (
@@ -71,8 +74,8 @@ pids+=($!)
 ( [[ -n "${PROBE:-}" ]] && python3 /tmp/probe.py $DURATION > "$work/probe.txt" 2>&1 ) &
 pids+=($!)
 taskset -c "$LOADGEN_CPU" timeout $((DURATION + 30)) dnsperf -s 127.0.0.1 -p 5310 -d "$RIG/data/queries/$QUERIES.txt" \
-    -l "$DURATION" -c 4 -q 200 -t 2 -Q "$RATE" >"$work/dnsperf.txt" 2>&1 || true
-grep -E "Queries sent|Queries completed|Queries lost|Average Latency|Latency StdDev" "$work/dnsperf.txt"
+    -l "$DURATION" -c 4 -q 200 -t 2 "${rate_args[@]}" >"$work/dnsperf.txt" 2>&1 || true
+grep -E "Queries sent|Queries completed|Queries lost|Queries per second|Average Latency|Latency StdDev" "$work/dnsperf.txt"
 echo "reloads completed: $(grep -c 'policy reloaded' "$work/iocdns.log")"
 grep 'policy reloaded' "$work/iocdns.log" | sed -e 's/.*took_ms=\([0-9]*\).*/  reload took \1 ms/'
 [[ -n "${PROBE:-}" ]] && { cat "$work/probe.txt"; grep -E "policy reloaded|feed loaded|watched" "$work/iocdns.log" | cut -c12-23,30-80; }
