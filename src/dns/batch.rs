@@ -37,18 +37,12 @@ pub struct RecvBatch {
     srcs: [SocketAddr; BATCH],
     n: usize,
     #[cfg(target_os = "linux")]
-    sys: Box<linux::RecvHeaders>,
+    sys: Box<linux::Headers>,
 }
 
 impl Default for RecvBatch {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl std::fmt::Debug for RecvBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecvBatch").field("n", &self.n).finish()
     }
 }
 
@@ -131,18 +125,12 @@ pub struct SendBatch {
     dsts: [SocketAddr; BATCH],
     n: usize,
     #[cfg(target_os = "linux")]
-    sys: Box<linux::SendHeaders>,
+    sys: Box<linux::Headers>,
 }
 
 impl Default for SendBatch {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl std::fmt::Debug for SendBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendBatch").field("n", &self.n).finish()
     }
 }
 
@@ -240,8 +228,8 @@ mod linux {
 
     use super::{BATCH, MAX_QUERY};
 
-    /// Kernel-facing headers of a receive batch.
-    pub struct RecvHeaders {
+    /// Kernel-facing headers of a batch (one set per `RecvBatch` / `SendBatch`).
+    pub struct Headers {
         hdrs: [libc::mmsghdr; BATCH],
         iovs: [libc::iovec; BATCH],
         names: [libc::sockaddr_storage; BATCH],
@@ -250,35 +238,40 @@ mod linux {
     // SAFETY: the raw pointers inside the headers are scratch values, written right before the
     // system call that reads them and never dereferenced by Rust code; moving the headers to
     // another thread between calls cannot make them dangle in a way that is ever observed.
-    unsafe impl Send for RecvHeaders {}
-    // SAFETY: as for RecvHeaders.
-    unsafe impl Send for SendHeaders {}
+    unsafe impl Send for Headers {}
 
-    impl Default for RecvHeaders {
+    impl Default for Headers {
         fn default() -> Self {
             // SAFETY: these are plain C structs for which all-zero bytes are a valid value.
             unsafe { zeroed() }
         }
     }
 
-    impl RecvHeaders {
+    impl Headers {
+        /// Points header `i` at its own address slot (`namelen` bytes of it) and at one iovec
+        /// over `len` bytes at `base`.
+        fn point(&mut self, i: usize, namelen: libc::socklen_t, base: *mut u8, len: usize) {
+            self.iovs[i] = libc::iovec {
+                iov_base: base.cast(),
+                iov_len: len,
+            };
+            let h = &mut self.hdrs[i];
+            h.msg_len = 0;
+            h.msg_hdr.msg_name = ptr::from_mut(&mut self.names[i]).cast();
+            h.msg_hdr.msg_namelen = namelen;
+            h.msg_hdr.msg_iov = ptr::from_mut(&mut self.iovs[i]);
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
+            h.msg_hdr.msg_flags = 0;
+        }
+
         /// One `recvmmsg(MSG_DONTWAIT)` into `bufs` (`BATCH` slots of `MAX_QUERY` bytes).
         pub fn recv(&mut self, fd: RawFd, bufs: &mut [u8]) -> io::Result<usize> {
             assert!(bufs.len() >= BATCH * MAX_QUERY);
+            let storage = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             for i in 0..BATCH {
-                self.iovs[i] = libc::iovec {
-                    iov_base: bufs[i * MAX_QUERY..].as_mut_ptr().cast(),
-                    iov_len: MAX_QUERY,
-                };
-                let h = &mut self.hdrs[i];
-                h.msg_len = 0;
-                h.msg_hdr.msg_name = ptr::from_mut(&mut self.names[i]).cast();
-                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_hdr.msg_iov = ptr::from_mut(&mut self.iovs[i]);
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_control = ptr::null_mut();
-                h.msg_hdr.msg_controllen = 0;
-                h.msg_hdr.msg_flags = 0;
+                self.point(i, storage, bufs[i * MAX_QUERY..].as_mut_ptr(), MAX_QUERY);
             }
             // SAFETY: each of the BATCH headers points at its own name slot and one iovec
             // covering MAX_QUERY bytes of `bufs`, all alive and exclusively borrowed for the
@@ -308,23 +301,7 @@ mod linux {
             let src = from_storage(&self.names[i])?;
             Some((h.msg_len as usize, src))
         }
-    }
 
-    /// Kernel-facing headers of a send batch.
-    pub struct SendHeaders {
-        hdrs: [libc::mmsghdr; BATCH],
-        iovs: [libc::iovec; BATCH],
-        names: [libc::sockaddr_storage; BATCH],
-    }
-
-    impl Default for SendHeaders {
-        fn default() -> Self {
-            // SAFETY: these are plain C structs for which all-zero bytes are a valid value.
-            unsafe { zeroed() }
-        }
-    }
-
-    impl SendHeaders {
         /// One `sendmmsg(MSG_DONTWAIT)` of `bufs[i]` to `dsts[i]`; returns how many were sent
         /// (an error only when the first one failed).
         pub fn send(
@@ -336,23 +313,11 @@ mod linux {
             let n = bufs.len().min(dsts.len()).min(BATCH);
             for i in 0..n {
                 let namelen = to_storage(dsts[i], &mut self.names[i]);
-                self.iovs[i] = libc::iovec {
-                    iov_base: bufs[i].as_ptr().cast_mut().cast(),
-                    iov_len: bufs[i].len(),
-                };
-                let h = &mut self.hdrs[i];
-                h.msg_len = 0;
-                h.msg_hdr.msg_name = ptr::from_mut(&mut self.names[i]).cast();
-                h.msg_hdr.msg_namelen = namelen;
-                h.msg_hdr.msg_iov = ptr::from_mut(&mut self.iovs[i]);
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_control = ptr::null_mut();
-                h.msg_hdr.msg_controllen = 0;
-                h.msg_hdr.msg_flags = 0;
+                // The kernel only reads a send buffer; iov_base is *mut in the C type only.
+                self.point(i, namelen, bufs[i].as_ptr().cast_mut(), bufs[i].len());
             }
             // SAFETY: the first n headers point at their own address slot and one iovec over
-            // `bufs[i]`, all alive for the duration of the call; the kernel only reads them
-            // (iov_base is *mut in the C signature only).
+            // `bufs[i]`, all alive for the duration of the call; the kernel only reads them.
             let sent = unsafe {
                 libc::sendmmsg(
                     fd,
