@@ -5,14 +5,14 @@
 //! half of the worker's CPU, while the answer itself costs ~0.5 µs. Under load the socket
 //! queue holds many queries, so on Linux the listener takes them with one `recvmmsg` and sends
 //! the answers it produced from the receive loop (blocked, cached, FORMERR) with one
-//! `sendmmsg`. At low load a batch is one datagram and costs the same as before. Unbound,
-//! Knot and PowerDNS use the same calls for the same reason.
+//! `sendmmsg`. At low load a batch is one datagram and costs the same as before. Knot DNS and
+//! dnsdist use the same calls for the same reason.
 //!
 //! Other systems get the same interface over one `recv_from` / `send_to` per datagram.
 //!
-//! The `unsafe` code here is limited to the two calls: the headers handed to the kernel point only
-//! at buffers owned by the batch, rebuilt right before each call, so no pointer outlives the
-//! call that uses it.
+//! The `unsafe` code here is limited to the two calls: the headers handed to the kernel point
+//! only at buffers owned by the batch, rebuilt right before each call, so no pointer outlives
+//! the call that uses it.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,9 +21,9 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tracing::debug;
 
-/// Datagrams per system call. 32 covers the queue a busy socket builds between two wake-ups
-/// (dnsperf with 200 outstanding queries fills batches of 10–30 here) while keeping the
-/// answers of one batch back for at most a few microseconds.
+/// Datagrams per system call. 32 bounds how long the first answer of a batch waits for the
+/// others (32 fast-path answers are ~10–15 µs of work) while dividing the per-call cost by up
+/// to 32 under load.
 pub const BATCH: usize = 32;
 
 /// Largest query datagram accepted; longer ones are dropped (a DNS query is a few hundred
