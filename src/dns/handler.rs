@@ -207,8 +207,6 @@ fn blocked(
     qname: &[u8],
 ) -> Outcome {
     let rule = *policy.rule(m.rule);
-    let feed = &policy.feeds[rule.feed as usize].name;
-    let entry = String::from_utf8_lossy(suffix_of(qname, m.suffix_labels));
     let mut text = Vec::with_capacity(128);
     block_reason(&mut text, &policy, &m, qname);
     let text = String::from_utf8_lossy(&text);
@@ -227,7 +225,14 @@ fn blocked(
         Action::Refused => out.rcode = ResponseCode::Refused,
         Action::Drop => out.send = false,
     }
-    debug!(query = %name, %qtype, action = action.as_str(), ioc.feed = %feed, ioc.value = %entry, "ioc matched");
+    debug!(
+        query = %name,
+        %qtype,
+        action = action.as_str(),
+        ioc.feed = %policy.feeds[rule.feed as usize].name,
+        ioc.value = %String::from_utf8_lossy(suffix_of(qname, m.suffix_labels)),
+        "ioc matched"
+    );
     out.hit = Some((policy, m));
     out
 }

@@ -310,14 +310,9 @@ fn qtype_static(code: u16) -> Option<&'static str> {
 
 /// Appends `s` as a JSON string.
 fn json_str(out: &mut Vec<u8>, s: &[u8]) {
-    if plain_json(s) {
-        out.push(b'"');
-        out.extend_from_slice(s);
-        out.push(b'"');
-    } else {
-        let text = String::from_utf8_lossy(s);
-        let _ = serde_json::to_writer(&mut *out, &*text);
-    }
+    out.push(b'"');
+    esc(out, s);
+    out.push(b'"');
 }
 
 /// Whether `s` is printable ASCII without `"` or `\\`, i.e. needs no JSON escaping. Written as a

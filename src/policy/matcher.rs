@@ -76,8 +76,8 @@ impl DomainMatcherBuilder {
     pub fn with_capacity(n: usize) -> Self {
         // A guess at the average entry size (header + a typical domain); capacity that stays
         // unused is never touched, so it costs address space, not memory.
-        let mut arena = Vec::with_capacity(n.saturating_mul(32));
-        super::huge::advise_huge_pages(arena.spare_capacity_mut());
+        let mut arena = Vec::new();
+        reserve_arena(&mut arena, n.saturating_mul(32));
         Self {
             arena,
             // Room for `n` names and about `n / 2` parent markers at the final load factor.
